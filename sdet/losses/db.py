@@ -1,0 +1,71 @@
+"""DB loss in the official-code form: Dice(B) + 10 * L1(T) + 5 * BCE-OHEM(P), from logits.
+
+`text_loss` (the OHEM BCE on a text logit) is what distillation methods use to supervise
+auxiliary text maps, so every method shares exactly the detector's own text-map loss.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sdet.config import LossConfig
+
+EPS = 1e-6
+
+
+def balanced_bce_with_logits(logit: Tensor, gt: Tensor, mask: Tensor, ratio: float = 3.0) -> Tensor:
+    """All positives + the hardest min(#neg, ratio * #pos) negatives, normalised by their count."""
+    positive = gt * mask
+    negative = (1.0 - gt) * mask
+    pos_count = int(positive.sum().item())
+    neg_count = min(int(negative.sum().item()), int(pos_count * ratio))
+    loss = F.binary_cross_entropy_with_logits(logit, gt, reduction="none")
+    pos_loss = (loss * positive).sum()
+    neg_loss = loss * negative
+    if neg_count > 0:
+        neg_loss = torch.topk(neg_loss.reshape(-1), neg_count).values.sum()
+    else:
+        neg_loss = neg_loss.sum() * 0.0
+    return (pos_loss + neg_loss) / (pos_count + neg_count + EPS)
+
+
+def dice_loss(prob: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    inter = (prob * gt * mask).sum()
+    union = (prob * mask).sum() + (gt * mask).sum() + EPS
+    return 1.0 - 2.0 * inter / union
+
+
+def masked_l1(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    denom = mask.sum()
+    if denom.item() == 0:
+        return (pred * 0).sum()
+    return ((pred - gt).abs() * mask).sum() / denom
+
+
+def match_size(logit: Tensor, like: Tensor) -> Tensor:
+    """Bilinearly bring an (N,1,h,w) logit to the target map's (N,H,W) size, dropping the channel."""
+    if logit.shape[-2:] != like.shape[-2:]:
+        logit = F.interpolate(logit, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return logit[:, 0]
+
+
+class DBLoss:
+    def __init__(self, cfg: LossConfig):
+        self.cfg = cfg
+
+    def text_loss(self, logit: Tensor, batch: Dict[str, Tensor]) -> Tensor:
+        """OHEM BCE of a text logit (any resolution) against the shrink map."""
+        gt = batch["shrink_map"]
+        return balanced_bce_with_logits(match_size(logit, gt), gt, batch["shrink_mask"], self.cfg.ohem_ratio)
+
+    def __call__(self, logits: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        gt, mask = batch["shrink_map"], batch["shrink_mask"]
+        terms = {"prob_bce": self.cfg.bce_weight * self.text_loss(logits["prob"], batch)}
+        binary = torch.sigmoid(match_size(logits["binary"], gt))
+        terms["binary_dice"] = self.cfg.dice_weight * dice_loss(binary, gt, mask)
+        thresh = torch.sigmoid(match_size(logits["thresh"], gt))
+        terms["thresh_l1"] = self.cfg.l1_weight * masked_l1(thresh, batch["threshold_map"], batch["threshold_mask"])
+        return terms
