@@ -1,0 +1,148 @@
+"""`sdet` command line. Subcommands only parse arguments and call library functions.
+
+Bad input (paths, files, configs) exits 2 with one line on stderr naming the file and
+line; no traceback is shown for user errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from sdet.errors import UserError
+
+
+def _split_data_spec(spec: str) -> tuple:
+    if ":" not in spec:
+        raise UserError(f"--data expects NAME:ROOT (e.g. icdar2015:/data/icdar2015), got '{spec}'", "<command line>")
+    name, root = spec.split(":", 1)
+    return name, root
+
+
+def _checkpoint_with_overrides(path: str, overrides: Sequence[str]):
+    """Load a checkpoint's detector and config; `key=value` overrides adjust post/input settings."""
+    from sdet.config import build_dataclass, config_to_dict, Config, parse_overrides, _merge
+    from sdet.engine.checkpoint import load_detector
+
+    detector, cfg, ckpt = load_detector(path)
+    if overrides:
+        cfg = build_dataclass(Config, _merge(config_to_dict(cfg), parse_overrides(overrides)), "<command line>")
+    return detector, cfg, ckpt
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sdet.config import load_config
+    from sdet.engine.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg, progress=not args.no_progress)
+    summary = {"out_dir": str(result.out_dir), "step": result.step, "best_hmean": result.best_hmean, **result.last_metrics}
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from sdet.data.formats import load_samples
+    from sdet.engine.evaluator import evaluate
+
+    detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
+    name, root = _split_data_spec(args.data) if args.data else (cfg.data.name, cfg.data.root)
+    split = args.split or cfg.data.val_split
+    samples = load_samples(name, root, split, skip_bad=cfg.data.skip_bad)
+    if args.limit:
+        samples = samples[: args.limit]
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json)
+    out = result.to_dict()
+    if not args.json:
+        print(f"precision {out['precision']:.4f}  recall {out['recall']:.4f}  hmean {out['hmean']:.4f}  "
+              f"({out['num_gt']} GT, {out['num_det']} detections, {len(samples)} images)")
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from sdet.deploy.predict_files import predict_paths
+
+    detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
+    written = predict_paths(detector, cfg, args.inputs, Path(args.out), entropy=args.entropy)
+    print(f"wrote {written} predictions to {args.out}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from sdet.metrics.submission import score_folders
+
+    result = score_folders(args.gt, args.pred, protocol=args.protocol)
+    print(json.dumps(result.to_dict()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sdet.demo import run_demo
+
+    run_demo(Path(args.out), seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a detector from a YAML config")
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.max_steps=20")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    p.add_argument("checkpoint")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of post.* / data.input.*")
+    p.add_argument("--data", help="NAME:ROOT (default: the checkpoint's dataset)")
+    p.add_argument("--split", help="split name (default: the checkpoint's val split)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print only the JSON result line")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="detect text in images; writes JSON + overlay PNGs")
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files or folders (then key=value overrides)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--entropy", action="store_true", help="also write entropy maps and per-detection entropy")
+    p.set_defaults(func=cmd_predict, overrides=[])
+
+    p = sub.add_parser("score", help="score submission files against ground truth (no model)")
+    p.add_argument("--gt", required=True)
+    p.add_argument("--pred", required=True)
+    p.add_argument("--protocol", default="icdar2015")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="synthetic data -> train MV3-DB -> evaluate -> overlays")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "predict":  # key=value items among the inputs are overrides
+        args.overrides = [a for a in args.inputs if "=" in a and not Path(a).exists()]
+        args.inputs = [a for a in args.inputs if a not in args.overrides]
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"sdet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sdet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

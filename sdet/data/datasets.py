@@ -1,0 +1,85 @@
+"""Torch datasets: samples -> augmented, normalised tensors with the model type's targets.
+
+Augmentation randomness is seeded per element from (seed, stream position), never from
+worker state, so a batch is a pure function of the training step (see engine/sampler.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sdet.config import DataConfig, InputConfig
+from sdet.data.formats import load_samples
+from sdet.data.images import read_image
+from sdet.data.sample import Sample
+from sdet.data.transforms import augment_for_training, normalize, resize_for_test
+from sdet.targets.db import make_db_targets
+
+
+def _db_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool], cfg: DataConfig) -> Dict[str, np.ndarray]:
+    return make_db_targets(
+        height, width, polygons, ignore,
+        shrink_ratio=cfg.shrink_ratio, min_text_size=cfg.min_text_size,
+        thresh_min=cfg.thresh_min, thresh_max=cfg.thresh_max,
+    )
+
+
+TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets}
+
+
+def load_split(cfg: DataConfig, split: str) -> List[Sample]:
+    return load_samples(cfg.name, cfg.root, split, skip_bad=cfg.skip_bad)
+
+
+class TrainDataset(Dataset):
+    def __init__(self, samples: List[Sample], cfg: DataConfig, model_type: str, seed: int):
+        self.samples = samples
+        self.cfg = cfg
+        self.make_targets = TARGETS[model_type]
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+        position, index = key
+        rng = np.random.default_rng([self.seed, position])
+        sample = self.samples[index]
+        image = read_image(sample.image_path)
+        polygons = [inst.polygon for inst in sample.instances]
+        ignore = [inst.ignore for inst in sample.instances]
+        image, polygons, ignore = augment_for_training(image, polygons, ignore, self.cfg.augment, self.cfg.image_size, rng)
+        height, width = image.shape[:2]
+        targets = self.make_targets(height, width, polygons, ignore, self.cfg)
+        inp = self.cfg.input
+        out = {"image": torch.from_numpy(normalize(image, inp.mean, inp.std, inp.to_rgb))}
+        out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in targets.items()})
+        return out
+
+
+def prepare_test_image(image_bgr: np.ndarray, inp: InputConfig) -> torch.Tensor:
+    """BGR uint8 HxWx3 -> normalised (3, H', W') tensor at the configured test resolution."""
+    resized, _ = resize_for_test(image_bgr, inp.test_resize, inp.test_size)
+    return torch.from_numpy(normalize(resized, inp.mean, inp.std, inp.to_rgb))
+
+
+class EvalDataset(Dataset):
+    """Test-time resized images (batch size 1: sizes differ) with their original size."""
+
+    def __init__(self, samples: List[Sample], cfg: DataConfig):
+        self.samples = samples
+        self.cfg = cfg
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        image = read_image(self.samples[index].image_path)
+        return {
+            "image": prepare_test_image(image, self.cfg.input),
+            "shape": torch.tensor(image.shape[:2]),
+            "index": index,
+        }

@@ -1,0 +1,283 @@
+"""The training loop: one config in, `last.pt` / `best.pt` / `log.jsonl` out.
+
+Guarantees: seeded and deterministic on CPU; every checkpoint write is atomic; `resume`
+continues the same run bit for bit (batches are a pure function of seed and step, see
+sampler.py; model, method, optimiser and RNG state are restored); a NaN/inf loss stops
+the run with a one-line error and leaves the last good checkpoint in place.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from sdet.config import Config, config_to_dict
+from sdet.data.datasets import TrainDataset, load_split
+from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state, load_checkpoint
+from sdet.engine.evaluator import evaluate
+from sdet.engine.optim import build_optimizer, lr_at, set_lr
+from sdet.engine.sampler import StreamBatchSampler
+from sdet.errors import UserError
+from sdet.losses import build_loss
+from sdet.methods import MethodContext, build_method
+from sdet.models.detector import build_detector
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    best_hmean: float
+    last_metrics: Dict[str, float]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("train.device is cuda but no CUDA device is available", "<config: train.device>")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class JsonlLogger:
+    """Append-only JSON lines, plus TensorBoard when asked for and installed."""
+
+    def __init__(self, out_dir: Path, tensorboard: bool):
+        self.path = out_dir / "log.jsonl"
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out_dir / "tb"))
+            except ImportError:
+                print("sdet: tensorboard not installed; logging to log.jsonl only")
+
+    def log(self, record: Dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            step = record.get("step", 0)
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tb.add_scalar(f"{record.get('event', 'train')}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _to_device(batch: Dict[str, torch.Tensor], device: torch.device) -> Dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: Config, progress: bool = True, stop_after: Optional[int] = None):
+        """`stop_after` ends the process-local loop early (used to simulate interruptions in tests)."""
+        self.cfg = cfg
+        self.progress = progress
+        self.stop_after = stop_after
+        self.out_dir = Path(cfg.train.out_dir)
+        self.device = resolve_device(cfg.train.device)
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg = self.cfg
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.train.seed)
+        self.detector = build_detector(cfg.model).to(self.device)
+        self.det_loss = build_loss(cfg)
+        ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps)
+        self.method = build_method(cfg.method, ctx).to(self.device)
+        params = list(self.detector.parameters()) + list(self.method.parameters())
+        self.optimizer = build_optimizer(params, cfg.train)
+        self.use_amp = cfg.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.step = 0
+        self.best_hmean = -1.0
+        self.last_metrics: Dict[str, float] = {}
+
+    def _training_state(self) -> Dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "training",
+            "config": config_to_dict(self.cfg),
+            "model": {k: v.detach().cpu() for k, v in self.detector.state_dict().items()},
+            "method": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler else {},
+            "step": self.step,
+            "best_hmean": self.best_hmean,
+            "metrics": dict(self.last_metrics),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def _restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.get("kind") != "training":
+            raise UserError("resume needs a training checkpoint (last.pt)", path)
+        self.detector.load_state_dict(ckpt["model"])
+        self.method.load_state_dict(ckpt["method"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scaler and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = int(ckpt["step"])
+        self.best_hmean = float(ckpt["best_hmean"])
+        self.last_metrics = dict(ckpt.get("metrics", {}))
+        torch.set_rng_state(ckpt["torch_rng"])
+
+    def _loader(self, dataset: TrainDataset) -> DataLoader:
+        cfg = self.cfg
+        sampler = StreamBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, start_step=self.step)
+        workers = cfg.data.num_workers
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    # -- evaluation / checkpoints ---------------------------------------------------------------
+    def _evaluate(self, logger: JsonlLogger) -> Dict[str, float]:
+        if not self.val_samples:
+            return {}
+        self.detector.eval()
+        result = evaluate(self.detector, self.val_samples, self.cfg, self.device, progress=False)
+        self.detector.train()
+        metrics = {"precision": result.precision, "recall": result.recall, "hmean": result.hmean}
+        self.last_metrics = metrics
+        logger.log({"event": "eval", "step": self.step, **metrics})
+        if metrics["hmean"] > self.best_hmean:
+            self.best_hmean = metrics["hmean"]
+            atomic_save(inference_state(self.cfg, self.detector.state_dict(), self.step, metrics), self.out_dir / "best.pt")
+        return metrics
+
+    def _save_last(self) -> None:
+        atomic_save(self._training_state(), self.out_dir / "last.pt")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self._build()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        last = self.out_dir / "last.pt"
+        if cfg.train.resume and last.exists():
+            self._restore(last)
+        elif not cfg.train.resume and (self.out_dir / "log.jsonl").exists():
+            (self.out_dir / "log.jsonl").unlink()  # a fresh run starts a fresh log
+        (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
+
+        train_samples = load_split(cfg.data, cfg.data.train_split)
+        self.val_samples = load_split(cfg.data, cfg.data.val_split) if cfg.train.eval_every >= 0 and cfg.data.val_split else []
+        dataset = TrainDataset(train_samples, cfg.data, cfg.model.type, cfg.train.seed)
+        logger = JsonlLogger(self.out_dir, cfg.train.tensorboard)
+        self.detector.train()
+        self.method.train()
+
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+        steps_here = 0
+        wait_time = compute_time = 0.0
+        try:
+            loader_iter = iter(self._loader(dataset)) if self.step < cfg.train.max_steps else iter(())
+            while self.step < cfg.train.max_steps:
+                if self.stop_after is not None and steps_here >= self.stop_after:
+                    break
+                t0 = time.perf_counter()
+                batch = _to_device(next(loader_iter), self.device)
+                t1 = time.perf_counter()
+                terms = self._train_step(batch)
+                t2 = time.perf_counter()
+                wait_time += t1 - t0
+                compute_time += t2 - t1
+                self.step += 1
+                steps_here += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{terms['loss']:.3f}")
+                if self.step % cfg.train.log_every == 0 or self.step == cfg.train.max_steps:
+                    total = wait_time + compute_time
+                    logger.log(
+                        {"event": "train", "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **terms,
+                         "data_wait_share": wait_time / total if total else 0.0}
+                    )
+                    wait_time = compute_time = 0.0
+                done = self.step == cfg.train.max_steps
+                if cfg.train.eval_every > 0 and (self.step % cfg.train.eval_every == 0 or done):
+                    self._evaluate(logger)
+                if self.step % cfg.train.save_every == 0 or done:
+                    self._save_last()
+        finally:
+            if bar is not None:
+                bar.close()
+            logger.close()
+        if self.stop_after is None or self.step == cfg.train.max_steps:
+            if not (self.out_dir / "best.pt").exists():  # no evaluation ran: the final weights are the model
+                atomic_save(inference_state(cfg, self.detector.state_dict(), self.step, self.last_metrics), self.out_dir / "best.pt")
+        return TrainResult(self.out_dir, self.step, self.best_hmean, dict(self.last_metrics))
+
+    def _train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        set_lr(self.optimizer, lr_at(self.step, self.cfg.train))
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+            terms = self.method(batch, self.step)
+        loss = sum(terms.values())
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["loss"] = float(loss.detach())
+        if not math.isfinite(values["loss"]):
+            bad = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise TrainingDiverged(
+                f"loss is not finite at step {self.step} ({bad}); stopped, last good checkpoint kept at "
+                f"{self.out_dir / 'last.pt'}", self.out_dir
+            )
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.train.grad_clip
+            )
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        return values
+
+
+def _yaml_dump(data: Dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def train(cfg: Config, progress: bool = True) -> TrainResult:
+    return Trainer(cfg, progress=progress).run()
