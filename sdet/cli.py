@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sdet.engine.trainer import train
 
     cfg = load_config(args.config, args.overrides)
-    result = train(cfg, progress=not args.no_progress)
+    result = train(cfg, progress=not args.no_progress and sys.stderr.isatty())
     summary = {"out_dir": str(result.out_dir), "step": result.step, "best_hmean": result.best_hmean, **result.last_metrics}
     print(json.dumps(summary))
     return 0
@@ -56,7 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit:
         samples = samples[: args.limit]
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json)
+    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json and sys.stderr.isatty())
     out = result.to_dict()
     if not args.json:
         print(f"precision {out['precision']:.4f}  recall {out['recall']:.4f}  hmean {out['hmean']:.4f}  "
@@ -130,10 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "predict":  # key=value items among the inputs are overrides
-        args.overrides = [a for a in args.inputs if "=" in a and not Path(a).exists()]
-        args.inputs = [a for a in args.inputs if a not in args.overrides]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if hasattr(args, "overrides"):  # key=value items may stand anywhere, also after options
+        if args.command == "predict":
+            extra = [a for a in args.inputs if "=" in a and not Path(a).exists()] + extra
+            args.inputs = [a for a in args.inputs if a not in extra]
+        args.overrides = list(args.overrides) + [a for a in extra if "=" in a and not a.startswith("-")]
+        extra = [a for a in extra if a not in args.overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except UserError as exc:

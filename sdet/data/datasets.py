@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -25,6 +26,15 @@ def _db_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore:
         shrink_ratio=cfg.shrink_ratio, min_text_size=cfg.min_text_size,
         thresh_min=cfg.thresh_min, thresh_max=cfg.thresh_max,
     )
+
+
+def text_mask(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool]) -> np.ndarray:
+    """1 inside every cared-for GT polygon (un-shrunk): the mask of SDET-M and MaskET."""
+    mask = np.zeros((height, width), np.uint8)
+    polys = [np.round(p).astype(np.int32).reshape(-1, 1, 2) for p, ign in zip(polygons, ignore) if not ign and len(p) >= 3]
+    if polys:
+        cv2.fillPoly(mask, polys, 1)
+    return mask.astype(np.float32)
 
 
 TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets}
@@ -54,6 +64,7 @@ class TrainDataset(Dataset):
         image, polygons, ignore = augment_for_training(image, polygons, ignore, self.cfg.augment, self.cfg.image_size, rng)
         height, width = image.shape[:2]
         targets = self.make_targets(height, width, polygons, ignore, self.cfg)
+        targets["text_mask"] = text_mask(height, width, polygons, ignore)
         inp = self.cfg.input
         out = {"image": torch.from_numpy(normalize(image, inp.mean, inp.std, inp.to_rgb))}
         out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in targets.items()})

@@ -191,7 +191,7 @@ class Trainer:
         (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
 
         train_samples = load_split(cfg.data, cfg.data.train_split)
-        self.val_samples = load_split(cfg.data, cfg.data.val_split) if cfg.train.eval_every >= 0 and cfg.data.val_split else []
+        self.val_samples = load_split(cfg.data, cfg.data.val_split) if cfg.train.eval_every > 0 and cfg.data.val_split else []
         dataset = TrainDataset(train_samples, cfg.data, cfg.model.type, cfg.train.seed)
         logger = JsonlLogger(self.out_dir, cfg.train.tensorboard)
         self.detector.train()
@@ -210,7 +210,7 @@ class Trainer:
                 if self.stop_after is not None and steps_here >= self.stop_after:
                     break
                 t0 = time.perf_counter()
-                batch = _to_device(next(loader_iter), self.device)
+                batch = _to_device(_next_batch(loader_iter), self.device)
                 t1 = time.perf_counter()
                 terms = self._train_step(batch)
                 t2 = time.perf_counter()
@@ -271,6 +271,17 @@ class Trainer:
         else:
             self.optimizer.step()
         return values
+
+
+def _next_batch(loader_iter):
+    """A UserError raised in a loader worker comes back wrapped in its traceback: keep one line."""
+    try:
+        return next(loader_iter)
+    except UserError as exc:
+        lines = [l for l in str(exc).strip().splitlines() if l.strip()]
+        last = lines[-1] if lines else str(exc)
+        prefix = "sdet.errors.UserError: "
+        raise UserError(last[len(prefix):] if last.startswith(prefix) else last) from None
 
 
 def _yaml_dump(data: Dict[str, Any]) -> str:

@@ -6,9 +6,11 @@ from typing import Dict, Type
 from sdet.config import MethodConfig, build_dataclass
 from sdet.methods.base import Method, MethodContext
 from sdet.methods.baseline import Baseline
+from sdet.methods.sdet import SDET
 
 METHODS: Dict[str, Type[Method]] = {
     "baseline": Baseline,
+    "sdet": SDET,
 }
 
 

@@ -5,7 +5,7 @@ stability). The threshold branch only runs in training, as in the official code.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +14,8 @@ from torch import Tensor, nn
 class DBBranch(nn.Sequential):
     """conv3x3 (C -> C/4) BN ReLU, deconv x2, BN ReLU, deconv x2 (-> 1 logit)."""
 
-    def __init__(self, in_channels: int):
-        mid = in_channels // 4
+    def __init__(self, in_channels: int, mid_channels: Optional[int] = None):
+        mid = mid_channels or in_channels // 4
         super().__init__(
             nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
             nn.BatchNorm2d(mid),
@@ -33,6 +33,10 @@ class DBHead(nn.Module):
         self.k = k
         self.prob = DBBranch(in_channels)
         self.thresh = DBBranch(in_channels)
+
+    def text_branch_copy(self, in_channels: int) -> nn.Module:
+        """An untied copy of the text (probability) branch taking `in_channels` (SDET type C)."""
+        return DBBranch(in_channels, self.prob[0].out_channels)
 
     def forward(self, fused: Tensor) -> Dict[str, Tensor]:
         prob_logit = self.prob(fused)

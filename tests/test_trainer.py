@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from sdet.config import load_config
+from sdet.engine.checkpoint import load_checkpoint, load_detector
+from sdet.engine.trainer import Trainer, TrainingDiverged
+from sdet.losses.db import DBLoss
+
+from conftest import tiny_overrides
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(synth_root, tmp_path):
+    full = load_config(None, tiny_overrides(synth_root, tmp_path / "full", steps=5))
+    Trainer(full, progress=False).run()
+
+    part = load_config(None, tiny_overrides(synth_root, tmp_path / "part", steps=5))
+    Trainer(part, progress=False, stop_after=2).run()
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 2
+    resumed = load_config(None, tiny_overrides(synth_root, tmp_path / "part", steps=5) + ["train.resume=true"])
+    Trainer(resumed, progress=False).run()
+
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # a different seed really gives different weights (the equality above is not vacuous)
+    other = load_config(None, tiny_overrides(synth_root, tmp_path / "other", steps=5) + ["train.seed=1"])
+    Trainer(other, progress=False).run()
+    c = _weights(tmp_path / "other" / "last.pt")
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_logs_checkpoints_and_weights_only_loading(synth_root, tmp_path):
+    cfg = load_config(None, tiny_overrides(synth_root, tmp_path / "run", steps=3) + ["train.eval_every=3"])
+    result = Trainer(cfg, progress=False).run()
+    assert result.step == 3
+    records = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train_recs = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in train_recs] == [1, 2, 3]
+    assert {"prob_bce", "binary_dice", "thresh_l1", "loss", "lr"} <= set(train_recs[0])
+    evals = [r for r in records if r["event"] == "eval"]
+    assert len(evals) == 1 and 0.0 <= evals[0]["hmean"] <= 1.0
+    torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    detector, loaded_cfg, ckpt = load_detector(tmp_path / "run" / "best.pt")
+    assert ckpt["kind"] == "inference" and "optimizer" not in ckpt
+    assert loaded_cfg.model == cfg.model
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
+    original = DBLoss.__call__
+
+    def poisoned(self, logits, batch):
+        terms = original(self, logits, batch)
+        if poisoned.calls >= 2:
+            terms["prob_bce"] = terms["prob_bce"] * float("nan")
+        poisoned.calls += 1
+        return terms
+
+    poisoned.calls = 0
+    monkeypatch.setattr(DBLoss, "__call__", poisoned)
+    cfg = load_config(None, tiny_overrides(synth_root, tmp_path / "nan", steps=5))
+    with pytest.raises(TrainingDiverged, match="not finite at step 2"):
+        Trainer(cfg, progress=False).run()
+    ckpt = load_checkpoint(tmp_path / "nan" / "last.pt")
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
