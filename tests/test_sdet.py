@@ -1,0 +1,130 @@
+"""SDET: entropy numerics, auxiliary heads, gradient routing, zero inference footprint."""
+import math
+
+import pytest
+import torch
+
+from sdet.config import BackboneConfig, Config, LossConfig, MethodConfig, ModelConfig, NeckConfig
+from sdet.losses.db import DBLoss
+from sdet.methods import MethodContext, build_method
+from sdet.methods.entropy import binary_entropy
+from sdet.methods.sdet import entropy_transfer_loss
+from sdet.models.detector import build_detector
+
+
+def test_entropy_exact_values_and_symmetry():
+    z = torch.tensor([0.0, 1.0, -1.0, 3.0, -3.0, 20.0])
+    e = binary_entropy(z)
+    assert e[0].item() == pytest.approx(1.0, abs=1e-7)
+    assert torch.allclose(e[1], e[2]) and torch.allclose(e[3], e[4])
+    p = torch.sigmoid(torch.tensor(3.0))
+    ref = -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
+    assert e[3].item() == pytest.approx(ref.item(), rel=1e-5)
+    assert 0.0 <= e.min().item() and e.max().item() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_entropy_gradients_finite_for_huge_logits(dtype):
+    z = torch.tensor([-1e4, -100.0, -10.0, 0.0, 10.0, 100.0, 1e4], dtype=dtype, requires_grad=True)
+    e = binary_entropy(z)
+    assert torch.isfinite(e).all()
+    e.sum().backward()
+    assert torch.isfinite(z.grad).all()
+    # analytic gradient -z s (1-s) / ln 2 at z = 10
+    s = torch.sigmoid(torch.tensor(10.0))
+    assert z.grad[4].float().item() == pytest.approx((-10 * s * (1 - s) / math.log(2)).item(), rel=1e-2, abs=1e-6)
+
+
+def _setup(aux_type="A", level="P3", **opts):
+    torch.manual_seed(0)
+    model_cfg = ModelConfig(backbone=BackboneConfig(name="mobilenet_v3_small", width_mult=0.35), neck=NeckConfig(inner_channels=32))
+    det = build_detector(model_cfg).train()
+    ctx = MethodContext(det, DBLoss(LossConfig()), total_steps=10)
+    method = build_method(MethodConfig("sdet", {"aux_type": aux_type, "level": level, **opts}), ctx)
+    images = torch.randn(2, 3, 64, 64)
+    gt = torch.zeros(2, 64, 64)
+    gt[:, 20:40, 10:50] = 1
+    batch = {
+        "image": images, "shrink_map": gt, "shrink_mask": torch.ones_like(gt),
+        "threshold_map": torch.full_like(gt, 0.5), "threshold_mask": torch.ones_like(gt), "text_mask": gt.clone(),
+    }
+    return det, method, batch
+
+
+def _grad_norm(module):
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return sum(float(g.abs().sum()) for g in grads)
+
+
+@pytest.mark.parametrize("aux_type", ["A", "B", "C"])
+@pytest.mark.parametrize("level", ["P0", "P1", "P2", "P3"])
+def test_aux_logit_matches_main_resolution(aux_type, level):
+    det, method, batch = _setup(aux_type, level)
+    out = det(batch["image"])
+    aux = method.aux_logit(out)
+    assert aux.shape == out.logits["prob"].shape
+
+
+@pytest.mark.parametrize("level,index", [("P3", 0), ("P0", 3)])
+def test_entropy_term_gradient_routing(level, index):
+    det, method, batch = _setup("A", level)
+    out = det(batch["image"])
+    loss = entropy_transfer_loss(method.aux_logit(out), out.logits["prob"], detach=True)
+    loss.backward()
+    assert _grad_norm(det.head) == 0.0  # the main text head receives nothing from the entropy term
+    assert _grad_norm(method.aux_head) > 0.0
+    assert _grad_norm(det.neck.smooth[index]) > 0.0  # the tapped level
+    others = [i for i in range(4) if i != index]
+    assert all(_grad_norm(det.neck.smooth[i]) == 0.0 for i in others)
+    assert _grad_norm(det.backbone) > 0.0  # fed back into the shallow layers
+
+
+def test_without_detach_the_main_head_gets_entropy_gradient():
+    det, method, batch = _setup("A", "P3", detach_target=False)
+    out = det(batch["image"])
+    entropy_transfer_loss(method.aux_logit(out), out.logits["prob"], detach=False).backward()
+    assert _grad_norm(det.head.prob) > 0.0
+
+
+def test_lambda_et_zero_aux_still_trains_from_ground_truth():
+    det, method, batch = _setup("B", "P2", lambda_et=0.0)
+    terms = method(batch, step=0)
+    assert "entropy_transfer" not in terms and "aux_text" in terms
+    sum(terms.values()).backward()
+    assert _grad_norm(method.aux_head) > 0.0
+
+
+def test_start_step_and_masked_variant():
+    det, method, batch = _setup("A", "P3", et_start_step=5, masked=True)
+    early = method(batch, step=0)
+    assert early["entropy_transfer"].item() == 0.0
+    late = method(batch, step=5)
+    assert late["entropy_transfer"].item() > 0.0
+    out = det(batch["image"])
+    aux, main = method.aux_logit(out), out.logits["prob"]
+    sq = (binary_entropy(aux) - binary_entropy(main)) ** 2
+    m = batch["text_mask"][:, None]
+    expected = (sq * m).sum() / m.sum()
+    assert entropy_transfer_loss(aux, main, True, batch["text_mask"]).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert entropy_transfer_loss(aux, main, True, None).item() == pytest.approx(sq.mean().item(), rel=1e-5)
+
+
+def test_inference_state_dict_identical_to_baseline():
+    base = build_detector(ModelConfig(backbone=BackboneConfig(name="mobilenet_v3_small", width_mult=0.35), neck=NeckConfig(inner_channels=32)))
+    for aux_type in "ABC":
+        det, method, _ = _setup(aux_type, "P1")
+        a, b = det.state_dict(), base.state_dict()
+        assert list(a) == list(b)
+        assert all(a[k].shape == b[k].shape for k in a)
+        assert method.state_dict() and not any(k.startswith(("backbone", "neck", "head.")) for k in method.state_dict())
+
+
+def test_bad_options_are_user_errors():
+    from sdet.errors import UserError
+
+    with pytest.raises(UserError):
+        _setup("D", "P3")
+    with pytest.raises(UserError):
+        _setup("A", "P7")
+    with pytest.raises(UserError, match="lamda_et"):
+        _setup("A", "P3", lamda_et=1.0)
