@@ -10,6 +10,8 @@ from typing import NamedTuple, Optional
 
 from torch import Tensor, nn
 
+from sdet.models.layers import conv2d
+
 from sdet.models.backbones.pretrained import load_torchvision_state_dict
 
 # torchvision uses BN with these settings for MobileNetV3; eps matters for numerics.
@@ -97,7 +99,7 @@ def conv_bn_act(
 ) -> nn.Sequential:
     """Conv (no bias) -> BN -> optional activation, indexed 0/1/2 like torchvision's."""
     layers: list[nn.Module] = [
-        nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+        conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups),
         nn.BatchNorm2d(out_ch, eps=_BN_EPS, momentum=_BN_MOMENTUM),
     ]
     activation = _activation(act)
