@@ -89,6 +89,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_paddle(args: argparse.Namespace) -> int:
+    from sdet.deploy.paddle_import import import_paddle
+
+    print(import_paddle(args.pdparams, args.config, args.out).summary())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", required=True)
     p.add_argument("--protocol", default="icdar2015")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("import-paddle", help="convert a PaddleOCR DB checkpoint (.pdparams + config.yml)")
+    p.add_argument("pdparams")
+    p.add_argument("--config", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_import_paddle)
 
     p = sub.add_parser("demo", help="synthetic data -> train MV3-DB -> evaluate -> overlays")
     p.add_argument("--out", default="demo_out")
