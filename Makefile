@@ -1,8 +1,6 @@
 # Two entry points: `make demo` (set up + main job) and `make test` (set up + test suite).
 VENV ?= .venv
 PY := $(VENV)/bin/python
-export MALLOC_MMAP_THRESHOLD_ ?= 4294967296
-export MALLOC_TRIM_THRESHOLD_ ?= 68719476736
 # The CPU build of torch is installed first so that no dependency pulls a CUDA wheel.
 TORCH_SPEC ?= torch==2.13.0
 

@@ -24,23 +24,9 @@ if TYPE_CHECKING:
     from sdet.config import Config
     from sdet.deploy.predictor import Predictor
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-WEIGHTS = SHARED / "weights" / "ppocr-ic15-db-mv3-x0.5"
-ICDAR2015 = SHARED / "data" / "icdar2015"
+from common import ICDAR2015, PADDLE_WEIGHTS as WEIGHTS, cpu_name
 # PaddleOCR's PP-OCRv4 mobile det (a larger model) through ONNX Runtime, measured on this machine.
 REFERENCE_MS = 286.0
-
-
-def cpu_name() -> str:
-    """platform.processor() is often empty or just 'x86_64' on Linux; /proc/cpuinfo names the CPU."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_images(predictor: "Predictor", images: "List[np.ndarray]", cfg: "Config", warmup: int, layout: str) -> Dict:
@@ -79,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_paddle_inference: skipped, not found: {', '.join(map(str, missing))}")
         return 0
 
-    sys.path.insert(0, str(REPO))
     import torch
 
     from sdet.data.formats import load_samples

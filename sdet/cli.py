@@ -153,6 +153,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         extra = [a for a in extra if a not in args.overrides]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from sdet.engine.runtime import tune_glibc_malloc
+
+    tune_glibc_malloc()
     try:
         return args.func(args)
     except UserError as exc:

@@ -26,6 +26,7 @@ from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
 from sdet.engine.sampler import StreamBatchSampler
+from sdet.engine.runtime import tune_glibc_malloc
 from sdet.errors import UserError
 from sdet.losses import build_loss
 from sdet.methods import MethodContext, build_method
@@ -102,6 +103,7 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------------
     def _build(self) -> None:
         cfg = self.cfg
+        tune_glibc_malloc()
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)

@@ -1,0 +1,61 @@
+"""What every benchmark prints first: the machine, the load, and where the data lives."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ICDAR2015 = SHARED / "data" / "icdar2015"
+PADDLE_WEIGHTS = SHARED / "weights" / "ppocr-ic15-db-mv3-x0.5"
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def cpu_name() -> str:
+    """platform.processor() is often empty or just 'x86_64' on Linux; /proc/cpuinfo names the CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line(name: str, threads: int) -> str:
+    import torch
+
+    load = os.getloadavg()[0]
+    line = (f"{name}: machine {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{threads} threads, load average {load:.1f}")
+    if load > (os.cpu_count() or 1):
+        line += ("\n  warning: the machine is busy; absolute timings are inflated (ratios measured "
+                 "side by side in this run stay comparable)")
+    return line
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux >= 4.0) so `peak_rss_mb` measures from here on."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def current_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
