@@ -85,7 +85,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdet.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed)
+    run_demo(Path(args.out), seed=args.seed, steps=args.steps, methods=args.methods.split(","),
+             progress=sys.stderr.isatty())
     return 0
 
 
@@ -135,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_paddle)
 
-    p = sub.add_parser("demo", help="synthetic data -> train MV3-DB -> evaluate -> overlays")
+    p = sub.add_parser("demo", help="synthetic data -> train baseline and SDET MV3-DB -> evaluate -> overlays")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=400, help="training steps per method")
+    p.add_argument("--methods", default="baseline,sdet", help="comma-separated: baseline,sdet")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -101,6 +101,7 @@ class PostConfig:
     min_size: int = 3
     box_type: str = "quad"  # quad|poly
     score_mode: str = "fast"
+    use_dilation: bool = False  # dilate the binary map (2x2) before contours, as PaddleOCR's option
 
 
 @dataclass
@@ -132,6 +133,7 @@ class TrainConfig:
     log_every: int = 20
     tensorboard: bool = False
     resume: bool = False
+    init_from: Optional[str] = None  # start from this sdet checkpoint's detector weights (fine-tuning)
     threads: int = 0  # torch CPU threads, 0 = torch default
 
 

@@ -72,3 +72,29 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(synth_root, tmp_path, mon
     ckpt = load_checkpoint(tmp_path / "nan" / "last.pt")
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_init_from_starts_fine_tuning_at_the_checkpoint_weights(synth_root, tmp_path):
+    Trainer(load_config(None, tiny_overrides(synth_root, tmp_path / "src", steps=2)), progress=False).run()
+    src = _weights(tmp_path / "src" / "best.pt")
+    # lr 0: weights stay where they started, so the fine-tune run must end at the source weights
+    cfg = load_config(None, tiny_overrides(synth_root, tmp_path / "ft", steps=1) + [
+        f"train.init_from={tmp_path / 'src' / 'best.pt'}", "train.lr=0", "train.seed=7"])
+    Trainer(cfg, progress=False).run()
+    tuned = _weights(tmp_path / "ft" / "best.pt")
+    convs = [k for k in src if k.endswith("weight") and src[k].dim() == 4]
+    assert convs and all(torch.equal(src[k], tuned[k]) for k in convs)
+    # without init_from the same seed-7 run starts elsewhere
+    fresh = load_config(None, tiny_overrides(synth_root, tmp_path / "fresh", steps=1) + ["train.lr=0", "train.seed=7"])
+    Trainer(fresh, progress=False).run()
+    assert not all(torch.equal(src[k], _weights(tmp_path / "fresh" / "best.pt")[k]) for k in convs)
+
+
+def test_init_from_other_architecture_is_a_user_error(synth_root, tmp_path):
+    from sdet.errors import UserError
+
+    Trainer(load_config(None, tiny_overrides(synth_root, tmp_path / "src", steps=1)), progress=False).run()
+    cfg = load_config(None, tiny_overrides(synth_root, tmp_path / "ft", steps=1) + [
+        f"train.init_from={tmp_path / 'src' / 'best.pt'}", "model.neck.inner_channels=48"])
+    with pytest.raises(UserError, match="does not fit the model"):
+        Trainer(cfg, progress=False).run()

@@ -69,6 +69,21 @@ def checkpoint_config(ckpt: Dict[str, Any]) -> Config:
     return config_from_dict(ckpt["config"])
 
 
+def load_weights_into(detector: torch.nn.Module, ckpt: Dict[str, Any], path: Union[str, Path]) -> None:
+    """Strictly load a checkpoint's detector weights; a different architecture is a UserError."""
+    model_state = detector.state_dict()
+    state = ckpt["model"]
+    missing = [k for k in model_state if k not in state]
+    unexpected = [k for k in state if k not in model_state]
+    wrong = [k for k in model_state if k in state and tuple(state[k].shape) != tuple(model_state[k].shape)]
+    if missing or unexpected or wrong:
+        raise UserError(
+            f"checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
+            f"shape mismatch {wrong[:3]} (check model.* against the checkpoint's config)", path
+        )
+    detector.load_state_dict(state)
+
+
 def load_detector(path: Union[str, Path]) -> Tuple[torch.nn.Module, Config, Dict[str, Any]]:
     """Build the detector a checkpoint describes and load its weights (eval mode)."""
     from sdet.models.detector import build_detector
@@ -76,10 +91,6 @@ def load_detector(path: Union[str, Path]) -> Tuple[torch.nn.Module, Config, Dict
     ckpt = load_checkpoint(path)
     cfg = checkpoint_config(ckpt)
     detector = build_detector(cfg.model)
-    missing, unexpected = detector.load_state_dict(ckpt["model"], strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"checkpoint does not fit its model: missing {missing[:5]}, unexpected {unexpected[:5]}", path
-        )
+    load_weights_into(detector, ckpt, path)
     detector.eval()
     return detector, cfg, ckpt

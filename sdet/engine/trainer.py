@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from sdet.config import Config, config_to_dict
 from sdet.data.datasets import TrainDataset, load_split
-from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state, load_checkpoint
+from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state, load_checkpoint, load_weights_into
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
 from sdet.engine.sampler import StreamBatchSampler
@@ -107,7 +107,10 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.train.seed)
-        self.detector = build_detector(cfg.model).to(self.device)
+        self.detector = build_detector(cfg.model)
+        if cfg.train.init_from:
+            load_weights_into(self.detector, load_checkpoint(cfg.train.init_from), cfg.train.init_from)
+        self.detector.to(self.device)
         self.det_loss = build_loss(cfg)
         ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps)
         self.method = build_method(cfg.method, ctx).to(self.device)
@@ -206,6 +209,7 @@ class Trainer:
             bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
         steps_here = 0
         wait_time = compute_time = 0.0
+        window_steps = 0
         try:
             loader_iter = iter(self._loader(dataset)) if self.step < cfg.train.max_steps else iter(())
             while self.step < cfg.train.max_steps:
@@ -218,6 +222,7 @@ class Trainer:
                 t2 = time.perf_counter()
                 wait_time += t1 - t0
                 compute_time += t2 - t1
+                window_steps += 1
                 self.step += 1
                 steps_here += 1
                 if bar is not None:
@@ -227,9 +232,10 @@ class Trainer:
                     total = wait_time + compute_time
                     logger.log(
                         {"event": "train", "step": self.step, "lr": self.optimizer.param_groups[0]["lr"], **terms,
-                         "data_wait_share": wait_time / total if total else 0.0}
+                         "data_wait_share": wait_time / total if total else 0.0, "sec_per_step": total / window_steps}
                     )
                     wait_time = compute_time = 0.0
+                    window_steps = 0
                 done = self.step == cfg.train.max_steps
                 if cfg.train.eval_every > 0 and (self.step % cfg.train.eval_every == 0 or done):
                     self._evaluate(logger)

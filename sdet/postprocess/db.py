@@ -146,6 +146,29 @@ def _find_contours(bitmap: np.ndarray) -> Sequence[np.ndarray]:
     return contours
 
 
+def _score_and_expand(
+    prob: np.ndarray,
+    entropy: Optional[np.ndarray],
+    scored: np.ndarray,
+    region: np.ndarray,
+    bitmap_shape: tuple[int, ...],
+    dest_hw: tuple[int, int],
+    cfg: DBPostProcessConfig,
+    as_quad: bool,
+) -> Optional[Detection]:
+    """The steps quads and polygons share: box score, unclip, size check, rescale."""
+    score, ent = _region_means(prob, entropy, scored)
+    if cfg.box_thresh > score:
+        return None
+    expanded = unclip(region, cfg.unclip_ratio)
+    if len(expanded) == 0:
+        return None
+    box, short_side = mini_box(expanded)
+    if short_side < cfg.min_size + 2:
+        return None
+    return Detection(_rescale(box if as_quad else expanded, bitmap_shape, dest_hw), score, ent)
+
+
 def _quads_from_bitmap(
     prob: np.ndarray,
     bitmap: np.ndarray,
@@ -159,16 +182,9 @@ def _quads_from_bitmap(
         if short_side < cfg.min_size:
             continue
         scored = quad if cfg.score_mode == "fast" else contour
-        score, ent = _region_means(prob, entropy, scored)
-        if cfg.box_thresh > score:
-            continue
-        expanded = unclip(quad, cfg.unclip_ratio)
-        if len(expanded) == 0:
-            continue
-        box, short_side = mini_box(expanded)
-        if short_side < cfg.min_size + 2:
-            continue
-        detections.append(Detection(_rescale(box, bitmap.shape, dest_hw), score, ent))
+        detection = _score_and_expand(prob, entropy, scored, quad, bitmap.shape, dest_hw, cfg, as_quad=True)
+        if detection is not None:
+            detections.append(detection)
     return detections
 
 
@@ -187,16 +203,9 @@ def _polygons_from_bitmap(
         points = cv2.approxPolyDP(contour, epsilon, True).reshape(-1, 2)
         if len(points) < 4:
             continue
-        score, ent = _region_means(prob, entropy, points)
-        if cfg.box_thresh > score:
-            continue
-        expanded = unclip(points, cfg.unclip_ratio)
-        if len(expanded) == 0:
-            continue
-        _, short_side = mini_box(expanded)
-        if short_side < cfg.min_size + 2:
-            continue
-        detections.append(Detection(_rescale(expanded, bitmap.shape, dest_hw), score, ent))
+        detection = _score_and_expand(prob, entropy, points, points, bitmap.shape, dest_hw, cfg, as_quad=False)
+        if detection is not None:
+            detections.append(detection)
     return detections
 
 
