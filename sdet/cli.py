@@ -82,6 +82,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz_entropy(args: argparse.Namespace) -> int:
+    from sdet.deploy.entropy_view import write_entropy_view
+
+    maps = write_entropy_view(args.checkpoint, args.image, args.out)
+    aux = f", aux head mean {maps.aux.mean():.4f} bit" if maps.aux is not None else " (no auxiliary head in this checkpoint)"
+    print(f"wrote {args.out}: main head mean entropy {maps.main.mean():.4f} bit{aux}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdet.demo import run_demo
 
@@ -135,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_paddle)
+
+    p = sub.add_parser("viz", help="visualisations")
+    viz = p.add_subparsers(dest="viz_command", required=True)
+    v = viz.add_parser("entropy", help="image | main-head entropy | aux-head entropy (SDET training checkpoint)")
+    v.add_argument("checkpoint", help="inference checkpoint (best.pt) or SDET training checkpoint (last.pt)")
+    v.add_argument("image")
+    v.add_argument("--out", default="entropy.png")
+    v.set_defaults(func=cmd_viz_entropy)
 
     p = sub.add_parser("demo", help="synthetic data -> train baseline and SDET MV3-DB -> evaluate -> overlays")
     p.add_argument("--out", default="demo_out")
