@@ -91,6 +91,15 @@ def cmd_viz_entropy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sdet.experiments.compare import parse_variant, run_comparison
+
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    run_comparison(args.config, args.overrides, [parse_variant(v) for v in args.variant], seeds, Path(args.out),
+                   progress=not args.no_progress and sys.stderr.isatty())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdet.demo import run_demo
 
@@ -144,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_paddle)
+
+    p = sub.add_parser("compare", help="train variants of a config over seeds; table of mean and 95% CI")
+    p.add_argument("config", help="YAML config shared by every variant")
+    p.add_argument("overrides", nargs="*", help="key=value overrides shared by every variant")
+    p.add_argument("--variant", action="append", default=[], help="NAME:key=value[,key=value...] (repeat)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("viz", help="visualisations")
     viz = p.add_subparsers(dest="viz_command", required=True)

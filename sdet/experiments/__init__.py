@@ -1,0 +1,1 @@
+"""Multi-run experiments: method comparisons over seeds, with confidence intervals."""

@@ -1,0 +1,96 @@
+"""`sdet compare`: train several variants of one config over several seeds, then tabulate.
+
+Each (variant, seed) run lives in OUT/<variant>/seed<k>/ and writes result.json when it
+has been trained and evaluated, so an interrupted comparison resumes where it stopped:
+finished runs are skipped and an unfinished one continues from its last.pt.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from sdet.config import load_config
+from sdet.errors import UserError
+from sdet.experiments.stats import summarize
+
+METRICS = ("precision", "recall", "hmean")
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: List[str]
+
+
+def parse_variant(spec: str) -> Variant:
+    """'NAME:key=value,key=value' (or just 'NAME' for the config as it is)."""
+    name, _, rest = spec.partition(":")
+    overrides = [item.strip() for item in rest.split(",") if item.strip()]
+    if not name or any("=" not in o for o in overrides):
+        raise UserError(f"--variant expects NAME:key=value[,key=value...], got '{spec}'", "<command line>")
+    return Variant(name, overrides)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, progress: bool) -> dict:
+    from sdet.data.datasets import load_split
+    from sdet.engine.checkpoint import load_detector
+    from sdet.engine.evaluator import evaluate
+    from sdet.engine.trainer import Trainer
+
+    done = run_dir / "result.json"
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    cfg = load_config(config, list(overrides) + [f"train.out_dir={run_dir}", "train.resume=true"])
+    start = time.time()
+    Trainer(cfg, progress=progress).run()
+    train_s = time.time() - start
+    detector, cfg, _ = load_detector(run_dir / "best.pt")
+    metric = evaluate(detector, load_split(cfg.data, cfg.data.val_split), cfg).to_dict()
+    result = {**metric, "train_seconds": round(train_s, 1), "overrides": list(overrides)}
+    _write_json(done, result)
+    return result
+
+
+def run_comparison(config: Optional[str], common: Sequence[str], variants: Sequence[Variant], seeds: Sequence[int],
+                   out: Path, progress: bool = False, echo=print) -> Dict[str, dict]:
+    if not variants:
+        raise UserError("give at least one --variant", "<command line>")
+    out.mkdir(parents=True, exist_ok=True)
+    load_config(config, list(common))  # fail on a bad config before any training starts
+    runs: Dict[str, List[dict]] = {}
+    for variant in variants:
+        for seed in seeds:
+            run_dir = out / variant.name / f"seed{seed}"
+            result = run_one(config, [*common, *variant.overrides, f"train.seed={seed}"], run_dir, progress)
+            runs.setdefault(variant.name, []).append(result)
+            if echo:
+                echo(f"[compare] {variant.name} seed {seed}: P {result['precision']:.4f} R {result['recall']:.4f} "
+                     f"F {result['hmean']:.4f} ({result['train_seconds'] / 60:.1f} min)")
+    summary = {
+        name: {m: vars(summarize([r[m] for r in results])) for m in METRICS} | {"runs": results}
+        for name, results in runs.items()
+    }
+    _write_json(out / "summary.json", {"config": config, "common": list(common), "seeds": list(seeds), "variants": summary})
+    table = format_table(runs, seeds)
+    (out / "table.md").write_text(table + "\n", encoding="utf-8")
+    if echo:
+        echo(table)
+    return summary
+
+
+def format_table(runs: Dict[str, List[dict]], seeds: Sequence[int]) -> str:
+    lines = [f"| variant | P (%) | R (%) | F (%) | seeds |", "|---|---|---|---|---|"]
+    for name, results in runs.items():
+        cells = [summarize([r[m] for r in results]).format() for m in METRICS]
+        lines.append(f"| {name} | {' | '.join(cells)} | {len(results)} |")
+    lines.append(f"\nmean ± half-width of the 95% confidence interval (Student t) over seeds {list(seeds)}")
+    return "\n".join(lines)
