@@ -100,6 +100,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from sdet.deploy.onnx_export import export_onnx
+
+    print(export_onnx(args.checkpoint, args.onnx, opset=args.opset).summary())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sdet.demo import run_demo
 
@@ -162,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="export the aux-free inference graph to ONNX (checked with onnxruntime)")
+    p.add_argument("checkpoint")
+    p.add_argument("--onnx", required=True, help="output .onnx path")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("viz", help="visualisations")
     viz = p.add_subparsers(dest="viz_command", required=True)
