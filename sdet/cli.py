@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data -> train baseline and SDET MV3-DB -> evaluate -> overlays")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=400, help="training steps per method")
+    p.add_argument("--steps", type=int, default=600, help="training steps per method")
     p.add_argument("--methods", default="baseline,sdet", help="comma-separated: baseline,sdet")
     p.set_defaults(func=cmd_demo)
     return parser
