@@ -90,6 +90,9 @@ class LossConfig:
     l1_weight: float = 10.0  # PaddleOCR beta / official l1_scale
     dice_weight: float = 1.0
     ohem_ratio: float = 3.0
+    # DB shrink-map loss: "bce" = OHEM BCE (official DB code); "dice" = what PaddleOCR's
+    # BalanceLoss computes with main_loss_type DiceLoss (its ic15 configs): a plain Dice.
+    prob_loss: str = "bce"
 
 
 @dataclass
@@ -102,6 +105,11 @@ class PostConfig:
     box_type: str = "quad"  # quad|poly
     score_mode: str = "fast"
     use_dilation: bool = False  # dilate the binary map (2x2) before contours, as PaddleOCR's option
+    # EAST (defaults: the reference code's detect()); the keys above are DB's
+    east_score_thresh: float = 0.8  # score-map pixels kept as candidate quads
+    east_nms_thresh: float = 0.2  # IoU above which LA-NMS merges / NMS suppresses
+    east_box_thresh: float = 0.1  # mean score inside a final quad must exceed this
+    east_max_candidates: int = 20000  # best-scoring candidate pixels kept before LA-NMS
 
 
 @dataclass

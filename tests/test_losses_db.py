@@ -53,3 +53,30 @@ def test_db_loss_weights_and_terms():
     assert torch.allclose(terms["prob_bce"], 5 * unit["prob_bce"])
     assert torch.allclose(terms["thresh_l1"], 10 * unit["thresh_l1"])
     assert torch.allclose(terms["binary_dice"], unit["binary_dice"])
+
+
+def _paddle_balance_loss_with_dice(prob, gt, mask, ratio=3.0, eps=1e-6):
+    """PaddleOCR's BalanceLoss(main_loss_type='DiceLoss'), step by step as its code does it."""
+    positive, negative = gt * mask, (1 - gt) * mask
+    pos_count = int(positive.sum())
+    neg_count = int(min(negative.sum(), pos_count * ratio))
+    inter = (prob * gt * mask).sum()
+    dice = 1 - 2.0 * inter / ((prob * mask).sum() + (gt * mask).sum() + eps)
+    neg_loss = (negative * dice).reshape(-1).sort(descending=True).values[:neg_count]
+    return ((positive * dice).sum() + neg_loss.sum()) / (pos_count + neg_count + eps)
+
+
+def test_dice_prob_loss_is_what_paddleocr_balance_loss_computes():
+    from sdet.config import LossConfig
+    from sdet.losses.db import DBLoss
+
+    g = torch.Generator().manual_seed(3)
+    logit = torch.randn(2, 1, 32, 32, generator=g) * 3
+    gt = (torch.rand(2, 32, 32, generator=g) > 0.7).float()
+    mask = (torch.rand(2, 32, 32, generator=g) > 0.1).float()
+    batch = {"shrink_map": gt, "shrink_mask": mask}
+    ours = DBLoss(LossConfig(prob_loss="dice")).text_loss(logit, batch)
+    paddle = _paddle_balance_loss_with_dice(torch.sigmoid(logit[:, 0]), gt, mask)
+    assert torch.allclose(ours, paddle, atol=1e-5)
+    bce = DBLoss(LossConfig(prob_loss="bce")).text_loss(logit, batch)
+    assert not torch.allclose(ours, bce, atol=1e-2)  # the switch really changes the loss

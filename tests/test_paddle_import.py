@@ -164,6 +164,20 @@ def test_config_translation(tmp_path: Path) -> None:
     assert (cfg.data.input.test_resize, cfg.data.input.test_size) == ("fixed", 640)
 
 
+def test_loss_and_dilation_translation(tmp_path: Path) -> None:
+    """PaddleOCR's BalanceLoss with DiceLoss trains the shrink map with Dice: the import says so."""
+    assert config_from_paddle_yaml(write_yaml(tmp_path / "none.yml", paddle_yaml())).loss.prob_loss == "bce"
+    doc = paddle_yaml(Loss={"name": "DBLoss", "balance_loss": True, "main_loss_type": "DiceLoss", "alpha": 4, "beta": 9})
+    doc["PostProcess"]["use_dilation"] = True
+    cfg = config_from_paddle_yaml(write_yaml(tmp_path / "dice.yml", doc))
+    assert (cfg.loss.prob_loss, cfg.loss.bce_weight, cfg.loss.l1_weight, cfg.post.use_dilation) == ("dice", 4.0, 9.0, True)
+    doc["Loss"]["main_loss_type"] = "BCELoss"
+    assert config_from_paddle_yaml(write_yaml(tmp_path / "bce.yml", doc)).loss.prob_loss == "bce"
+    doc["Loss"]["main_loss_type"] = "Euclidean"
+    with pytest.raises(UserError, match="main_loss_type"):
+        config_from_paddle_yaml(write_yaml(tmp_path / "bad.yml", doc))
+
+
 @pytest.mark.parametrize(
     "section,key,value,named",
     [

@@ -232,8 +232,7 @@ def _post_from_yaml(doc: _Yaml, cfg: Config) -> None:
         doc, keys, post,
         ["name", "thresh", "box_thresh", "max_candidates", "unclip_ratio", "use_dilation", "score_mode", "box_type"],
     )
-    if post.get("use_dilation", False):
-        raise doc.error([*keys, "use_dilation"], "is not supported yet (sdet's post config has no dilation switch)")
+    cfg.post.use_dilation = bool(post.get("use_dilation", False))
     # Absent keys take PaddleOCR's DBPostProcess defaults, not sdet's.
     cfg.post.thresh = float(post.get("thresh", 0.3))
     cfg.post.box_thresh = float(post.get("box_thresh", 0.7))
@@ -313,6 +312,25 @@ def _input_from_yaml(doc: _Yaml, cfg: Config) -> None:
         raise doc.error(["Eval", "dataset", "transforms"], "no DetResizeForTest: cannot tell the test resolution")
 
 
+def _loss_from_yaml(doc: _Yaml, cfg: Config) -> None:
+    """DBLoss weights, and which shrink-map loss BalanceLoss really computed (see losses/db.py)."""
+    keys = ["Loss"]
+    loss = doc.section(keys) if "Loss" in doc.data else {}
+    if not loss:
+        return
+    if loss.get("name") != "DBLoss":
+        raise doc.error([*keys, "name"], f"'{loss.get('name')}' is not supported (supported: DBLoss)")
+    main = loss.get("main_loss_type", "DiceLoss")
+    if main not in ("DiceLoss", "BCELoss"):
+        raise doc.error([*keys, "main_loss_type"], f"'{main}' is not supported (supported: DiceLoss, BCELoss)")
+    if not loss.get("balance_loss", True) and main == "BCELoss":
+        raise doc.error([*keys, "balance_loss"], "unbalanced BCE is not supported")
+    cfg.loss.prob_loss = "dice" if main == "DiceLoss" else "bce"
+    cfg.loss.bce_weight = float(loss.get("alpha", 5))
+    cfg.loss.l1_weight = float(loss.get("beta", 10))
+    cfg.loss.ohem_ratio = float(loss.get("ohem_ratio", 3))
+
+
 def config_from_paddle_yaml(path: PathLike) -> Config:
     """A PaddleOCR det config.yml -> the sdet Config that reproduces its model and evaluation."""
     doc = _Yaml(Path(path))
@@ -321,6 +339,7 @@ def config_from_paddle_yaml(path: PathLike) -> Config:
         _model_from_yaml(doc, cfg)
         _post_from_yaml(doc, cfg)
         _input_from_yaml(doc, cfg)
+        _loss_from_yaml(doc, cfg)
     except (TypeError, ValueError) as exc:  # e.g. scale: "half"
         raise UserError(f"unexpected value in PaddleOCR config ({exc})", doc.path) from None
     return cfg

@@ -1,7 +1,13 @@
 """DB loss in the official-code form: Dice(B) + 10 * L1(T) + 5 * BCE-OHEM(P), from logits.
 
-`text_loss` (the OHEM BCE on a text logit) is what distillation methods use to supervise
-auxiliary text maps, so every method shares exactly the detector's own text-map loss.
+`text_loss` (the shrink-map loss on a text logit) is what distillation methods use to
+supervise auxiliary text maps, so every method shares exactly the detector's own text loss.
+
+`loss.prob_loss=dice` reproduces PaddleOCR's DB configs: their BalanceLoss with
+main_loss_type DiceLoss multiplies the scalar Dice by the positive/negative masks and
+re-normalises by the same counts, which returns the Dice itself. Models trained that way
+(e.g. PaddleOCR's ic15 MV3-DB) have extreme logits on missed text, so fine-tuning them
+with BCE starts from a very high loss; fine-tune them with the loss they were trained with.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sdet.config import LossConfig
+from sdet.errors import UserError
 
 EPS = 1e-6
 
@@ -54,16 +61,21 @@ def match_size(logit: Tensor, like: Tensor) -> Tensor:
 
 class DBLoss:
     def __init__(self, cfg: LossConfig):
+        if cfg.prob_loss not in ("bce", "dice"):
+            raise UserError(f"loss.prob_loss must be 'bce' or 'dice', got '{cfg.prob_loss}'", "<config>")
         self.cfg = cfg
 
     def text_loss(self, logit: Tensor, batch: Dict[str, Tensor]) -> Tensor:
-        """OHEM BCE of a text logit (any resolution) against the shrink map."""
-        gt = batch["shrink_map"]
-        return balanced_bce_with_logits(match_size(logit, gt), gt, batch["shrink_mask"], self.cfg.ohem_ratio)
+        """Shrink-map loss of a text logit (any resolution): OHEM BCE, or Dice (PaddleOCR form)."""
+        gt, mask = batch["shrink_map"], batch["shrink_mask"]
+        logit = match_size(logit, gt)
+        if self.cfg.prob_loss == "dice":
+            return dice_loss(torch.sigmoid(logit), gt, mask)
+        return balanced_bce_with_logits(logit, gt, mask, self.cfg.ohem_ratio)
 
     def __call__(self, logits: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Dict[str, Tensor]:
         gt, mask = batch["shrink_map"], batch["shrink_mask"]
-        terms = {"prob_bce": self.cfg.bce_weight * self.text_loss(logits["prob"], batch)}
+        terms = {f"prob_{self.cfg.prob_loss}": self.cfg.bce_weight * self.text_loss(logits["prob"], batch)}
         binary = torch.sigmoid(match_size(logits["binary"], gt))
         terms["binary_dice"] = self.cfg.dice_weight * dice_loss(binary, gt, mask)
         thresh = torch.sigmoid(match_size(logits["thresh"], gt))
