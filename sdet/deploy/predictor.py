@@ -18,22 +18,52 @@ from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import Detector
 from sdet.postprocess.db import DBPostProcessConfig, db_postprocess
 from sdet.postprocess.detection import Detection
+from sdet.postprocess.east import EASTPostProcessConfig, east_postprocess
 
 
 @dataclass
 class Prediction:
     detections: List[Detection]
-    text_map: np.ndarray  # probability map at network-input resolution
+    text_map: np.ndarray  # probability map at the head's resolution (DB: network input, EAST: 1/4 of it)
     entropy_map: Optional[np.ndarray] = None  # bits, same resolution
 
 
-def _db_post(prob: np.ndarray, dest_hw: Tuple[int, int], cfg: Config, entropy: Optional[np.ndarray]) -> List[Detection]:
+# Every post-processor takes (prob, dest_hw, cfg, entropy) for one image, plus the
+# keyword arguments `logits` (the detector's whole logits dict, batch of one) and
+# `input_hw` (the network input size) for those that need more than the text map.
+
+
+def _db_post(
+    prob: np.ndarray, dest_hw: Tuple[int, int], cfg: Config, entropy: Optional[np.ndarray], **_: object
+) -> List[Detection]:
     fields = {f.name for f in dataclasses.fields(DBPostProcessConfig)}
     post = DBPostProcessConfig(**{k: v for k, v in dataclasses.asdict(cfg.post).items() if k in fields})
     return db_postprocess(prob, dest_hw, post, entropy=entropy)
 
 
-POSTPROCESSORS: Dict[str, Callable[..., List[Detection]]] = {"db": _db_post}
+def _east_post(
+    prob: np.ndarray,
+    dest_hw: Tuple[int, int],
+    cfg: Config,
+    entropy: Optional[np.ndarray],
+    logits: Optional[Dict[str, torch.Tensor]] = None,
+    input_hw: Optional[Tuple[int, int]] = None,
+) -> List[Detection]:
+    if logits is None or "geo" not in logits:
+        raise ValueError("EAST post-processing needs the detector's 'geo' output (pass logits=...)")
+    geo = logits["geo"][0].float().cpu().numpy()
+    if input_hw is None:  # the score map is at stride 4 of the input
+        input_hw = (prob.shape[0] * 4, prob.shape[1] * 4)
+    post = EASTPostProcessConfig(
+        score_thresh=cfg.post.east_score_thresh,
+        nms_thresh=cfg.post.east_nms_thresh,
+        box_thresh=cfg.post.east_box_thresh,
+        max_candidates=cfg.post.east_max_candidates,
+    )
+    return east_postprocess(prob, geo, dest_hw, input_hw, post, entropy=entropy)
+
+
+POSTPROCESSORS: Dict[str, Callable[..., List[Detection]]] = {"db": _db_post, "east": _east_post}
 
 
 class Predictor:
@@ -55,8 +85,12 @@ class Predictor:
 
     @torch.no_grad()
     def from_tensor(self, tensor: torch.Tensor, dest_hw: Tuple[int, int], with_entropy: bool = False) -> Prediction:
-        logit = self.text_logit(tensor)[0].float()
+        logits = self.detector(tensor.to(self.device)).logits
+        logit = logits[self.detector.text_key][0, 0].float()
         prob = torch.sigmoid(logit).cpu().numpy()
         entropy = binary_entropy(logit).clamp(0, 1).cpu().numpy() if with_entropy else None
-        dets = self.postprocess(prob, tuple(int(v) for v in dest_hw), self.cfg, entropy)
+        input_hw = (int(tensor.shape[-2]), int(tensor.shape[-1]))
+        dets = self.postprocess(
+            prob, tuple(int(v) for v in dest_hw), self.cfg, entropy, logits=logits, input_hw=input_hw
+        )
         return Prediction(dets, prob, entropy)
