@@ -8,7 +8,7 @@ import pytest
 from sdet.config import AugmentConfig as TrainAugmentConfig
 from sdet.data.sample import TextInstance
 from sdet.data.transforms import (
-    AugmentConfig,
+    PipelineConfig,
     Compose,
     RandomFlip,
     RandomRotate,
@@ -65,7 +65,7 @@ def test_single_step_keeps_polygon_on_its_pixels(name: str) -> None:
 
 @pytest.mark.parametrize("seed", range(6))
 def test_full_pipeline_keeps_alignment(seed: int) -> None:
-    cfg = AugmentConfig(color_enabled=False, crop_size=(256, 256))
+    cfg = PipelineConfig(color_enabled=False, crop_size=(256, 256))
     image = _marked_image(POLY)
     out, instances = build_augmentation(cfg)(image, [TextInstance(POLY, "word")], np.random.default_rng(seed))
     assert out.shape == (256, 256, 3)
@@ -129,7 +129,7 @@ def test_same_seed_same_output_and_input_untouched() -> None:
     image = rng_img.integers(0, 255, (300, 400, 3), dtype=np.uint8)
     instances = [TextInstance(POLY, "a"), TextInstance(POLY + 100, "###", True)]
     before = [i.polygon.copy() for i in instances]
-    aug = build_augmentation(AugmentConfig(crop_size=(192, 192)))
+    aug = build_augmentation(PipelineConfig(crop_size=(192, 192)))
     a_img, a_inst = aug(image, instances, np.random.default_rng(42))
     b_img, b_inst = aug(image, instances, np.random.default_rng(42))
     c_img, _ = aug(image, instances, np.random.default_rng(43))
@@ -142,7 +142,7 @@ def test_same_seed_same_output_and_input_untouched() -> None:
 
 
 def test_color_jitter_changes_pixels_not_geometry() -> None:
-    cfg = AugmentConfig(flip_enabled=False, rotate_enabled=False, scale_enabled=False, crop_enabled=False)
+    cfg = PipelineConfig(flip_enabled=False, rotate_enabled=False, scale_enabled=False, crop_enabled=False)
     image = np.full((50, 60, 3), (40, 120, 200), np.uint8)
     out, (inst,) = build_augmentation(cfg)(image, [TextInstance(POLY / 4)], np.random.default_rng(0))
     assert out.shape == image.shape and out.dtype == np.uint8

@@ -40,8 +40,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
-class AugmentConfig:
-    """Training augmentation settings; each step has an ``*_enabled`` switch."""
+class PipelineConfig:
+    """The resolved augmentation pipeline (each step has an ``*_enabled`` switch).
+
+    Users set ``sdet.config.AugmentConfig`` (the YAML keys); ``augment_config_from`` turns it
+    and the crop size into this, which the pipeline steps read.
+    """
 
     flip_enabled: bool = True
     flip_prob: float = 0.5
@@ -354,9 +358,9 @@ class Compose:
         return state.render(), state.instances
 
 
-def build_augmentation(cfg: Optional[AugmentConfig] = None) -> Compose:
+def build_augmentation(cfg: Optional[PipelineConfig] = None) -> Compose:
     """The DB-style training pipeline described by ``cfg``."""
-    cfg = cfg or AugmentConfig()
+    cfg = cfg or PipelineConfig()
     steps: List[Step] = []
     if cfg.flip_enabled:
         steps.append(RandomFlip(cfg.flip_prob))
@@ -374,12 +378,12 @@ def build_augmentation(cfg: Optional[AugmentConfig] = None) -> Compose:
     return Compose(steps)
 
 
-def augment_config_from(train_cfg: "TrainAugmentConfig", image_size: int) -> AugmentConfig:
-    """Translate the user-facing ``sdet.config.AugmentConfig`` (YAML keys) into this module's."""
+def augment_config_from(train_cfg: "TrainAugmentConfig", image_size: int) -> PipelineConfig:
+    """Translate the user-facing ``sdet.config.AugmentConfig`` (YAML keys) into the pipeline's."""
     degrees = abs(float(train_cfg.rotate_degrees))
     scale_range = (float(train_cfg.scale_min), float(train_cfg.scale_max))
     jitter = float(train_cfg.color_jitter)
-    return AugmentConfig(
+    return PipelineConfig(
         flip_enabled=bool(train_cfg.flip),
         rotate_enabled=degrees > 0,
         rotate_degrees=(-degrees, degrees),
