@@ -2,8 +2,8 @@
 
 Usage: python benchmarks/bench_paddle_inference.py [--images 30] [--warmup 5] [--threads 2]
 Imports ../shared/weights/ppocr-ic15-db-mv3-x0.5 into a temporary sdet checkpoint first,
-then times pre-processing, model forward and DB post-processing per image, once with the
-default (contiguous) memory format the Predictor uses and once with channels_last.
+then times pre-processing, model forward and DB post-processing per image, once with
+contiguous (NCHW) inputs and once with channels_last inputs (the Predictor's CPU default).
 Needs the shared data beside the repository (../shared); says so and exits 0 when absent.
 """
 from __future__ import annotations
@@ -35,13 +35,11 @@ def time_images(predictor: "Predictor", images: "List[np.ndarray]", cfg: "Config
 
     from sdet.data.datasets import prepare_test_image
 
-    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
-    predictor.detector.to(memory_format=memory_format)
     out: Dict = {"pre-process": [], "forward": [], "post-process": [], "total": [], "sizes": set()}
     with torch.inference_mode():
         for i, image in enumerate(images):
             t0 = time.perf_counter()
-            tensor = prepare_test_image(image, cfg.data.input)[None].contiguous(memory_format=memory_format)
+            tensor = predictor._to_input(prepare_test_image(image, cfg.data.input)[None])
             t1 = time.perf_counter()
             prob = torch.sigmoid(predictor.text_logit(tensor)[0]).numpy()
             t2 = time.perf_counter()
@@ -89,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_paddle_inference: PaddleOCR ic15 DB MobileNetV3-large x0.5, {args.images} ICDAR2015 test images "
           f"after {args.warmup} warm-up")
     for layout in ("contiguous", "channels_last"):
-        times = time_images(Predictor(detector, cfg, torch.device("cpu")), images, cfg, args.warmup, layout)
+        predictor = Predictor(detector, cfg, torch.device("cpu"), channels_last=layout == "channels_last")
+        times = time_images(predictor, images, cfg, args.warmup, layout)
         print(f"  memory format {layout} (input {', '.join(sorted(times.pop('sizes')))}):")
         for name, values in times.items():
             print(f"    {name:<13} mean {statistics.mean(values):7.1f} ms/image  (median {statistics.median(values):7.1f})")
