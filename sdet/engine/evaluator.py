@@ -11,7 +11,8 @@ from sdet.config import Config
 from sdet.data.datasets import EvalDataset
 from sdet.data.sample import Sample
 from sdet.deploy.predictor import Predictor
-from sdet.metrics.iou import GtRegion, MetricResult, evaluate_icdar2015
+from sdet.metrics.protocols import get_protocol
+from sdet.metrics.result import GtRegion, MetricResult
 from sdet.postprocess.detection import Detection
 
 
@@ -34,13 +35,15 @@ def predict_samples(
 
 
 def score_detections(samples: List[Sample], detections: List[List[Detection]], protocol: str = "icdar2015") -> MetricResult:
+    """Score with a protocol of :data:`sdet.metrics.protocols.PROTOCOLS`; every sample counts as an image."""
+    protocol_fn = get_protocol(protocol)
     gt: Dict[str, List[GtRegion]] = {}
     det: Dict[str, List[np.ndarray]] = {}
     for i, (sample, dets) in enumerate(zip(samples, detections)):
         key = str(i)
         gt[key] = [GtRegion(inst.polygon, inst.ignore) for inst in sample.instances]
         det[key] = [d.polygon for d in dets]
-    return evaluate_icdar2015(gt, det)
+    return protocol_fn(gt, det)
 
 
 def evaluate(

@@ -11,65 +11,24 @@ mimics with shapely 2:
 * matching is greedy, one-to-one, GT in order then detections in order, needing IoU > 0.5;
 * totals are summed over the whole set; P is 0 without care detections, R is 0 without care GT.
 
+Regions may have any number of vertices (>= 3): quads give the official numbers, and polygon
+datasets (CASIA-10K, Total-Text, TD500 rotated rectangles) use the same rule unchanged. For the
+variant DBNet reports on polygon datasets (invalid shapes dropped first) see
+:func:`evaluate_polygon_iou`.
+
 All geometry work is done in a few vectorised shapely calls over candidate pairs whose bounding
 boxes overlap, so a 500-image test set scores in a fraction of a second.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import shapely
 
+from sdet.metrics.result import GtRegion, ImageResult, MetricResult, credit_result, hmean
 
-@dataclass(frozen=True)
-class GtRegion:
-    """One ground-truth region; ``dont_care`` regions (``###``) neither count nor penalise."""
-
-    polygon: np.ndarray  # (N, 2) vertices, N >= 3
-    dont_care: bool = False
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """Per-image counts, with the per-image P/R/H the official script reports for the sample."""
-
-    num_gt: int
-    num_det: int
-    num_matched: int
-    num_gt_dont_care: int
-    num_det_dont_care: int
-    precision: float
-    recall: float
-    hmean: float
-
-
-@dataclass(frozen=True)
-class MetricResult:
-    """Set-level precision/recall/hmean; counts are of care regions only."""
-
-    precision: float
-    recall: float
-    hmean: float
-    num_gt: int
-    num_det: int
-    num_matched: int
-    num_gt_dont_care: int = 0
-    num_det_dont_care: int = 0
-    per_image: Dict[str, ImageResult] = field(default_factory=dict)
-
-    def to_dict(self, per_image: bool = False) -> dict:
-        """JSON-ready summary; per-image entries only on request (they are long)."""
-        out = {k: v for k, v in asdict(self).items() if k != "per_image"}
-        if per_image:
-            out["per_image"] = {k: asdict(v) for k, v in self.per_image.items()}
-        return out
-
-
-def _hmean(precision: float, recall: float) -> float:
-    total = precision + recall
-    return 0.0 if total == 0 else 2.0 * precision * recall / total
+__all__ = ["GtRegion", "ImageResult", "MetricResult", "evaluate_icdar2015", "evaluate_polygon_iou", "shoelace_area"]
 
 
 def _as_polygon_array(polygon: np.ndarray) -> np.ndarray:
@@ -85,27 +44,40 @@ def shoelace_area(polygon: np.ndarray) -> float:
     return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2.0
 
 
-def _geometries(polygons: List[np.ndarray]) -> np.ndarray:
-    """Valid shapely geometries; self-intersecting rings keep all their lobes (make_valid)."""
+def raw_polygons(polygons: List[np.ndarray]) -> np.ndarray:
+    """Shapely polygons of the vertices exactly as given (possibly invalid), one per input."""
     geoms = np.empty(len(polygons), dtype=object)
     by_size: Dict[int, List[int]] = {}
     for i, pts in enumerate(polygons):
         by_size.setdefault(len(pts), []).append(i)
     for idx in by_size.values():  # one vectorised constructor call per vertex count
         geoms[idx] = shapely.polygons(np.stack([polygons[i] for i in idx]))
+    return geoms
+
+
+def _geometries(polygons: List[np.ndarray], repair: str = "make_valid") -> np.ndarray:
+    """Valid shapely geometries for intersections.
+
+    ``make_valid`` keeps every lobe of a self-intersecting ring (what the Polygon library of the
+    ICDAR2015 script does); ``buffer0`` is shapely's ``buffer(0)``, which the Total-Text script
+    applies before intersecting (it may drop a lobe).
+    """
+    geoms = raw_polygons(polygons)
+    if repair == "buffer0":  # to every polygon, as the script does (it reorders valid rings too)
+        return shapely.buffer(geoms, 0)
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():
         geoms[invalid] = shapely.make_valid(geoms[invalid])
     return geoms
 
 
-def _bboxes(polygons: List[np.ndarray]) -> np.ndarray:
+def bboxes(polygons: List[np.ndarray]) -> np.ndarray:
     if not polygons:
         return np.zeros((0, 4))
     return np.array([[p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()] for p in polygons])
 
 
-def _candidate_pairs(gt_boxes: np.ndarray, det_boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(gt_boxes: np.ndarray, det_boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Index pairs whose boxes overlap with positive area; all other pairs intersect in area 0."""
     g, d = gt_boxes[:, None, :], det_boxes[None, :, :]
     overlap = (g[..., 0] < d[..., 2]) & (d[..., 0] < g[..., 2]) & (g[..., 1] < d[..., 3]) & (d[..., 1] < g[..., 3])
@@ -124,7 +96,7 @@ def _greedy_matches(iou: np.ndarray, gt_care: np.ndarray, det_care: np.ndarray, 
     return matched
 
 
-def _flatten(per_image: List[Sequence[np.ndarray]]) -> Tuple[List[np.ndarray], List[int]]:
+def flatten_polygons(per_image: List[Sequence[np.ndarray]]) -> Tuple[List[np.ndarray], List[int]]:
     """All polygons in one list, with each image's start offset (plus the end)."""
     polygons: List[np.ndarray] = []
     starts = [0]
@@ -134,24 +106,28 @@ def _flatten(per_image: List[Sequence[np.ndarray]]) -> Tuple[List[np.ndarray], L
     return polygons, starts
 
 
-def _pair_intersections(
-    gt_polys: List[np.ndarray], gt_start: List[int], det_polys: List[np.ndarray], det_start: List[int]
+def pair_intersections(
+    gt_polys: List[np.ndarray], gt_start: List[int], det_polys: List[np.ndarray], det_start: List[int],
+    repair: str = "make_valid", det_first: bool = False,
 ) -> Tuple[np.ndarray, np.ndarray, List[int], np.ndarray]:
     """Same-image (gt, det) pairs whose boxes overlap, grouped by image, and their intersection areas."""
-    gt_boxes, det_boxes = _bboxes(gt_polys), _bboxes(det_polys)
+    gt_boxes, det_boxes = bboxes(gt_polys), bboxes(det_polys)
     pair_g: List[np.ndarray] = [np.zeros(0, dtype=np.intp)]
     pair_d: List[np.ndarray] = [np.zeros(0, dtype=np.intp)]
     pair_start = [0]
     for i in range(len(gt_start) - 1):
         g0, d0 = gt_start[i], det_start[i]
-        gi, di = _candidate_pairs(gt_boxes[g0:gt_start[i + 1]], det_boxes[d0:det_start[i + 1]])
+        gi, di = candidate_pairs(gt_boxes[g0:gt_start[i + 1]], det_boxes[d0:det_start[i + 1]])
         pair_g.append(gi + g0)
         pair_d.append(di + d0)
         pair_start.append(pair_start[-1] + len(gi))
     pg, pd = np.concatenate(pair_g), np.concatenate(pair_d)
     inter = np.zeros(0)
     if pg.size:  # one vectorised GEOS call for the whole set
-        inter = shapely.area(shapely.intersection(_geometries(gt_polys)[pg], _geometries(det_polys)[pd]))
+        g, d = _geometries(gt_polys, repair)[pg], _geometries(det_polys, repair)[pd]
+        # GEOS's result can differ in the last bits with the operand order; ``det_first`` follows
+        # scripts that write det.intersection(gt).
+        inter = shapely.area(shapely.intersection(d, g) if det_first else shapely.intersection(g, d))
     return pg, pd, pair_start, inter
 
 
@@ -164,7 +140,7 @@ def _image_result(n_gt_all: int, n_det_all: int, gt_care: np.ndarray, det_care: 
     return ImageResult(
         num_gt=n_gt, num_det=n_det, num_matched=matched,
         num_gt_dont_care=n_gt_all - n_gt, num_det_dont_care=n_det_all - n_det,
-        precision=precision, recall=recall, hmean=_hmean(precision, recall),
+        precision=precision, recall=recall, hmean=hmean(precision, recall),
     )
 
 
@@ -185,13 +161,13 @@ def evaluate_icdar2015(
         raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
 
     image_ids = list(gt)
-    gt_polys, gt_start = _flatten([[r.polygon for r in gt[i]] for i in image_ids])
-    det_polys, det_start = _flatten([det.get(i, ()) for i in image_ids])
+    gt_polys, gt_start = flatten_polygons([[r.polygon for r in gt[i]] for i in image_ids])
+    det_polys, det_start = flatten_polygons([det.get(i, ()) for i in image_ids])
     gt_dc = np.array([r.dont_care for i in image_ids for r in gt[i]], dtype=bool)
     gt_area = np.array([shoelace_area(p) for p in gt_polys])
     det_area = np.array([shoelace_area(p) for p in det_polys])
 
-    pg, pd, pair_start, inter = _pair_intersections(gt_polys, gt_start, det_polys, det_start)
+    pg, pd, pair_start, inter = pair_intersections(gt_polys, gt_start, det_polys, det_start)
     union = det_area[pd] + gt_area[pg] - inter
     pair_iou = np.divide(inter, union, out=np.zeros_like(inter), where=union != 0)
 
@@ -211,15 +187,38 @@ def evaluate_icdar2015(
         matched = _greedy_matches(iou, gt_care, det_care, iou_threshold)
         per_image[image_id] = _image_result(g1 - g0, d1 - d0, gt_care, det_care, matched)
 
-    images = per_image.values()
-    matched = sum(r.num_matched for r in images)
-    num_gt, num_det = sum(r.num_gt for r in images), sum(r.num_det for r in images)
-    precision = matched / num_det if num_det else 0.0
-    recall = matched / num_gt if num_gt else 0.0
-    return MetricResult(
-        precision=precision, recall=recall, hmean=_hmean(precision, recall),
-        num_gt=num_gt, num_det=num_det, num_matched=matched,
-        num_gt_dont_care=sum(r.num_gt_dont_care for r in images),
-        num_det_dont_care=sum(r.num_det_dont_care for r in images),
-        per_image=per_image,
-    )
+    matched = sum(r.num_matched for r in per_image.values())
+    return credit_result(per_image, matched, matched)
+
+
+def _is_simple_valid(polygons: List[np.ndarray]) -> np.ndarray:
+    geoms = raw_polygons(polygons)
+    return shapely.is_valid(geoms) & shapely.is_simple(geoms) if len(polygons) else np.zeros(0, dtype=bool)
+
+
+def evaluate_polygon_iou(
+    gt: Mapping[str, Sequence[GtRegion]],
+    det: Mapping[str, Sequence[np.ndarray]],
+    iou_threshold: float = 0.5,
+    area_precision_threshold: float = 0.5,
+) -> MetricResult:
+    """The IoU protocol as DBNet's evaluator runs it for Total-Text, MSRA-TD500 and CTW1500.
+
+    It is the ICDAR2015 rule (greedy one-to-one, IoU > 0.5, don't-care detections above 0.5 of
+    their area inside a ``###`` region) on polygons of any vertex count, except that a GT or
+    detected polygon that shapely finds invalid or not simple (self-intersecting, degenerate)
+    is dropped before matching and counts nowhere - which is what DBNet's
+    ``DetectionIoUEvaluator`` does and why its numbers differ from the ICDAR2015 script's on
+    such shapes.
+    """
+    kept_gt: Dict[str, List[GtRegion]] = {}
+    for image_id, regions in gt.items():
+        regions = list(regions)
+        ok = _is_simple_valid([_as_polygon_array(r.polygon) for r in regions])
+        kept_gt[image_id] = [r for r, keep in zip(regions, ok) if keep]
+    kept_det: Dict[str, List[np.ndarray]] = {}
+    for image_id, polygons in det.items():
+        polygons = [_as_polygon_array(p) for p in polygons]
+        ok = _is_simple_valid(polygons)
+        kept_det[image_id] = [p for p, keep in zip(polygons, ok) if keep]
+    return evaluate_icdar2015(kept_gt, kept_det, iou_threshold, area_precision_threshold)
