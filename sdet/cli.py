@@ -115,6 +115,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from sdet.data.check import check_dataset, show_dataset
+    from sdet.data.formats import parse_data_spec
+
+    name, root = parse_data_spec(args.spec)
+    if args.data_command == "show":
+        written = show_dataset(name, root, args.split, Path(args.out), limit=args.limit, ext=args.ext)
+        print(f"wrote {len(written)} images with ground truth (green: care, red: don't care) to {args.out}")
+        return 0
+    report = check_dataset(name, root, args.split)
+    print(json.dumps(report.to_dict()) if args.json else report.format())
+    if report.problems:
+        print(f"sdet: error: {len(report.problems)} problem(s) in {args.spec} split {args.split}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_import_paddle(args: argparse.Namespace) -> int:
     from sdet.deploy.paddle_import import import_paddle
 
@@ -152,8 +169,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="score submission files against ground truth (no model)")
     p.add_argument("--gt", required=True)
     p.add_argument("--pred", required=True)
-    p.add_argument("--protocol", default="icdar2015")
+    p.add_argument("--protocol", default="icdar2015",
+                   help="icdar2015 (default), deteval, total-text, total-text-iou, td500 or td500-iou "
+                        "(formats: sdet/metrics/submission.py)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="inspect a dataset: counts and problems (check), ground truth drawn (show)")
+    data = p.add_subparsers(dest="data_command", required=True)
+    d = data.add_parser("check", help="counts, vertex histogram, image sizes, every problem (exit 2 if any)")
+    d.add_argument("spec", help="NAME:ROOT, e.g. msra-td500:/data/MSRA-TD500")
+    d.add_argument("--split", default="train")
+    d.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    d.set_defaults(func=cmd_data)
+    d = data.add_parser("show", help="draw ground-truth polygons on images (green: care, red: don't care)")
+    d.add_argument("spec", help="NAME:ROOT")
+    d.add_argument("--out", required=True)
+    d.add_argument("--split", default="train")
+    d.add_argument("--limit", type=int, default=20, help="first N images (0: all)")
+    d.add_argument("--ext", default="jpg", choices=("jpg", "png"))
+    d.set_defaults(func=cmd_data)
 
     p = sub.add_parser("import-paddle", help="convert a PaddleOCR DB checkpoint (.pdparams + config.yml)")
     p.add_argument("pdparams")

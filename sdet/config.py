@@ -33,7 +33,10 @@ class NeckConfig:
 @dataclass
 class HeadConfig:
     k: float = 50.0  # DB binarisation steepness
-    east_geometry: str = "rbox"  # EAST only: rbox|quad
+    east_geometry: str = "rbox"  # EAST only: rbox|quad (data.east_geometry must match)
+    # EAST: RBOX edge distances are sigmoid * this (input pixels), QUAD offsets (2 sigmoid - 1) * this;
+    # 512 as the reference code (argman/EAST), i.e. boxes up to the training crop size
+    east_geo_scale: float = 512.0
 
 
 @dataclass
@@ -68,11 +71,23 @@ class InputConfig:
 
 
 @dataclass
+class MixSource:
+    """One dataset of a training mix (``data.mix``): split ``split`` of NAME:ROOT, drawn with relative weight ``ratio``."""
+
+    name: str = ""
+    root: str = ""
+    split: str = "train"
+    ratio: float = 1.0
+
+
+@dataclass
 class DataConfig:
     name: str = "icdar2015"
     root: str = ""
     train_split: str = "train"
     val_split: str = "test"
+    # non-empty: train on these datasets, interleaved by ratio (seeded, resumable), instead of name/root/train_split
+    mix: List[MixSource] = field(default_factory=list)
     image_size: int = 512  # training crop (the paper's 512x512 setting)
     skip_bad: bool = False
     num_workers: int = 2
@@ -80,6 +95,11 @@ class DataConfig:
     shrink_ratio: float = 0.4
     thresh_min: float = 0.3
     thresh_max: float = 0.7
+    # EAST targets: quad edges shrink by east_shrink_ratio * r_i (paper and reference code: 0.3);
+    # geometry must equal model.head.east_geometry (the dataset sees only this section);
+    # min_text_size above also applies (reference EAST code: 10)
+    east_shrink_ratio: float = 0.3
+    east_geometry: str = "rbox"  # rbox|quad
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     input: InputConfig = field(default_factory=InputConfig)
 
@@ -93,6 +113,12 @@ class LossConfig:
     # DB shrink-map loss: "bce" = OHEM BCE (official DB code); "dice" = what PaddleOCR's
     # BalanceLoss computes with main_loss_type DiceLoss (its ic15 configs): a plain Dice.
     prob_loss: str = "bce"
+    # EAST. Paper (project default): class-balanced CE score loss, L_g = -log IoU + 10 (1 - cos).
+    # Reference code (argman/EAST): east_score_loss=dice, east_score_weight=0.01, east_lambda_theta=20.
+    east_score_loss: str = "balanced_bce"  # balanced_bce|dice
+    east_score_weight: float = 1.0  # weight of the score-map loss (reference code: 0.01 with dice)
+    east_lambda_geo: float = 1.0  # lambda_g (paper 1)
+    east_lambda_theta: float = 10.0  # RBOX angle term weight: paper 10, reference code 20
 
 
 @dataclass

@@ -58,7 +58,9 @@ def test_plain_lf_and_unicode_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("bad_line", "needle"),
-    [("1,2,3,4,5,6,7", "8 coordinates"), ("1,2,3,4,five,6,7,8,w", "not a number"), ("1,2,3,4,nan,6,7,8,w", "finite")],
+    # the wording is the scorer's parser's (sdet.metrics.submission), which the reader calls
+    [("1,2,3,4,5,6,7", "8 comma-separated coordinates"), ("1,2,3,4,five,6,7,8,w", "not a number"),
+     ("1,2,3,4,nan,6,7,8,w", "not a number")],
 )
 def test_malformed_line_names_file_and_line(tmp_path: Path, bad_line: str, needle: str) -> None:
     gt = _write(tmp_path / "gt_img_7.txt", f"1,2,3,4,5,6,7,8,ok\n\n{bad_line}\n".encode())

@@ -5,7 +5,7 @@ worker state, so a batch is a pure function of the training step (see engine/sam
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -15,9 +15,12 @@ from torch.utils.data import Dataset
 from sdet.config import DataConfig, InputConfig
 from sdet.data.formats import load_samples
 from sdet.data.images import read_image
+from sdet.data.mixing import MixedSamples, MixSchedule, load_mix
 from sdet.data.sample import Sample
 from sdet.data.transforms import augment_for_training, normalize, resize_for_test
+from sdet.errors import UserError
 from sdet.targets.db import make_db_targets
+from sdet.targets.east import GEO_CHANNELS, make_east_targets
 
 
 def _db_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool], cfg: DataConfig) -> Dict[str, np.ndarray]:
@@ -37,25 +40,47 @@ def text_mask(height: int, width: int, polygons: Sequence[np.ndarray], ignore: S
     return mask.astype(np.float32)
 
 
-TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets}
+def _east_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool], cfg: DataConfig) -> Dict[str, np.ndarray]:
+    if cfg.east_geometry not in GEO_CHANNELS:
+        raise UserError(f"data.east_geometry must be one of {sorted(GEO_CHANNELS)}, got '{cfg.east_geometry}'", "<config>")
+    return make_east_targets(
+        height, width, polygons, ignore,
+        shrink=cfg.east_shrink_ratio, min_text_size=cfg.min_text_size, geometry=cfg.east_geometry,
+    )
+
+
+TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets, "east": _east_targets}
 
 
 def load_split(cfg: DataConfig, split: str) -> List[Sample]:
+    """Samples of ``split``; the training split of a config with ``data.mix`` is the mix."""
+    if cfg.mix and split == cfg.train_split:
+        return load_mix(cfg.mix, skip_bad=cfg.skip_bad)
     return load_samples(cfg.name, cfg.root, split, skip_bad=cfg.skip_bad)
 
 
 class TrainDataset(Dataset):
+    """Keys are ``(stream position, index)`` from :class:`~sdet.engine.sampler.StreamBatchSampler`.
+
+    For :class:`~sdet.data.mixing.MixedSamples` the sample is chosen by the mix schedule from
+    the position alone (the sampler's index is not used), so mixing keeps the batch a pure
+    function of (seed, step) without a second sampler.
+    """
+
     def __init__(self, samples: List[Sample], cfg: DataConfig, model_type: str, seed: int):
         self.samples = samples
         self.cfg = cfg
         self.make_targets = TARGETS[model_type]
         self.seed = seed
+        self.mix: Optional[MixSchedule] = samples.schedule(seed) if isinstance(samples, MixedSamples) else None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, key: Tuple[int, int]) -> Dict[str, torch.Tensor]:
         position, index = key
+        if self.mix is not None:
+            index = self.mix.index(position)
         rng = np.random.default_rng([self.seed, position])
         sample = self.samples[index]
         image = read_image(sample.image_path)

@@ -12,7 +12,9 @@ from torch import Tensor, nn
 
 from sdet.config import ModelConfig
 from sdet.models.backbones import build_backbone
+from sdet.errors import UserError
 from sdet.models.heads.db import DBHead
+from sdet.models.heads.east import GEOMETRIES, EASTHead
 from sdet.models.necks.fpn import FPN, Pyramid
 
 
@@ -67,7 +69,16 @@ def _build_db(cfg: ModelConfig) -> Detector:
     return Detector(backbone, neck, DBHead(cfg.neck.inner_channels, k=cfg.head.k), text_key="prob")
 
 
-DETECTORS: Dict[str, Callable[[ModelConfig], Detector]] = {"db": _build_db}
+def _build_east(cfg: ModelConfig) -> Detector:
+    if cfg.head.east_geometry not in GEOMETRIES:
+        raise UserError(f"model.head.east_geometry must be one of {sorted(GEOMETRIES)}, got '{cfg.head.east_geometry}'", "<config>")
+    backbone = _backbone(cfg)
+    neck = FPN(backbone.out_channels, cfg.neck.inner_channels)
+    head = EASTHead(cfg.neck.inner_channels, geometry=cfg.head.east_geometry, scale=cfg.head.east_geo_scale)
+    return Detector(backbone, neck, head, text_key="score")
+
+
+DETECTORS: Dict[str, Callable[[ModelConfig], Detector]] = {"db": _build_db, "east": _build_east}
 
 
 def build_detector(cfg: ModelConfig) -> Detector:
