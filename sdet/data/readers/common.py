@@ -103,6 +103,20 @@ def read_lines(path: Path, problems: Problems, encodings: Sequence[str] = ("utf-
     return _numbered(lines)
 
 
+LineParser = Callable[[str, Path, int, "Problems"], TextInstance]
+
+
+def parse_lines(path: Path, lines: Sequence[Tuple[int, str]], parse: LineParser, problems: Problems) -> List[TextInstance]:
+    """Parse numbered lines one by one; a bad line is reported (or skipped) and the rest are still read."""
+    instances = []
+    for lineno, line in lines:
+        try:
+            instances.append(parse(line, path, lineno, problems))
+        except UserError as err:
+            problems.bad(err)
+    return instances
+
+
 def _decode_any(chunk: bytes, encodings: Sequence[str]) -> Optional[str]:
     for codec in encodings:
         try:

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import List
 
-from sdet.data.readers.common import DONT_CARE, Problems, make_instance, paired_samples, read_lines, unknown_split
+from sdet.data.readers.common import DONT_CARE, Problems, make_instance, paired_samples, parse_lines, read_lines, unknown_split
 from sdet.data.sample import Sample, TextInstance
 from sdet.errors import UserError
 
@@ -54,13 +54,7 @@ def parse_line(line: str, path: Path, lineno: int, problems: Problems) -> TextIn
 
 
 def read_gt_file(path: Path, problems: Problems) -> List[TextInstance]:
-    instances = []
-    for lineno, line in read_lines(path, problems):
-        try:
-            instances.append(parse_line(line, path, lineno, problems))
-        except UserError as err:
-            problems.bad(err)
-    return instances
+    return parse_lines(path, read_lines(path, problems), parse_line, problems)
 
 
 def read_icdar2013(root: Path, split: str, problems: Problems) -> List[Sample]:

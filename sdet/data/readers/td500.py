@@ -26,7 +26,7 @@ from typing import List, Sequence
 
 import numpy as np
 
-from sdet.data.readers.common import Problems, make_instance, paired_samples, parse_number, read_lines, unknown_split
+from sdet.data.readers.common import Problems, make_instance, paired_samples, parse_number, parse_lines, read_lines, unknown_split
 from sdet.data.sample import Sample, TextInstance
 from sdet.errors import UserError
 
@@ -63,13 +63,7 @@ def parse_line(line: str, path: Path, lineno: int, problems: Problems) -> TextIn
 
 
 def read_gt_file(path: Path, problems: Problems) -> List[TextInstance]:
-    instances = []
-    for lineno, line in read_lines(path, problems):
-        try:
-            instances.append(parse_line(line, path, lineno, problems))
-        except UserError as err:
-            problems.bad(err)
-    return instances
+    return parse_lines(path, read_lines(path, problems), parse_line, problems)
 
 
 def _side_by_side(folder: Path, problems: Problems) -> List[Sample]:

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from sdet.data.readers.common import DONT_CARE, Problems, make_instance, paired_samples, parse_number, read_lines, unknown_split
+from sdet.data.readers.common import DONT_CARE, Problems, make_instance, paired_samples, parse_number, parse_lines, read_lines, unknown_split
 from sdet.data.sample import Sample, TextInstance
 from sdet.errors import UserError
 
@@ -108,13 +108,7 @@ def read_gt_file(path: Path, problems: Problems) -> List[TextInstance]:
     legacy = bool(lines) and lines[0][1].lstrip().startswith("x:")
     units = legacy_records(lines) if legacy else lines
     parse = parse_legacy_record if legacy else parse_csv_line
-    instances = []
-    for lineno, text in units:
-        try:
-            instances.append(parse(text, path, lineno, problems))
-        except UserError as err:
-            problems.bad(err)
-    return instances
+    return parse_lines(path, units, parse, problems)
 
 
 def _layout(root: Path, split: str) -> Optional[Tuple[Path, Path]]:
