@@ -66,8 +66,9 @@ class InputConfig:
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
     to_rgb: bool = True  # False: feed BGR (PaddleOCR convention)
-    test_resize: str = "short_side"  # short_side|long_side|fixed
-    test_size: int = 736  # side limit for short_side/long_side, or the square size for fixed
+    test_resize: str = "short_side"  # short_side|long_side|height|fixed
+    # side limit for short_side/long_side, the height for height, or the square size for fixed
+    test_size: int = 736
 
 
 @dataclass
@@ -86,6 +87,8 @@ class DataConfig:
     root: str = ""
     train_split: str = "train"
     val_split: str = "test"
+    # evaluation protocol (sdet.metrics.protocols); "" = the dataset's default (formats.DEFAULT_PROTOCOL)
+    protocol: str = ""
     # non-empty: train on these datasets, interleaved by ratio (seeded, resumable), instead of name/root/train_split
     mix: List[MixSource] = field(default_factory=list)
     image_size: int = 512  # training crop (the paper's 512x512 setting)
@@ -261,13 +264,27 @@ def _set_dotted(tree: Dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _merge(base: Dict[str, Any], extra: Dict[str, Any]) -> Dict[str, Any]:
+def _merge(base: Dict[str, Any], extra: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``extra`` over ``base``; digit keys address list items (``data.mix.1.root=...`` sets one field)."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = _merge(out[key], value, f"{prefix}{key}.")
+        elif isinstance(value, dict) and isinstance(out.get(key), list) and value and all(str(k).isdigit() for k in value):
+            out[key] = _merge_items(out[key], value, f"{prefix}{key}")
         else:
             out[key] = value
+    return out
+
+
+def _merge_items(items: List[Any], extra: Dict[str, Any], dotted: str) -> List[Any]:
+    out = list(items)
+    for index, value in extra.items():
+        i = int(index)
+        if i >= len(out):
+            raise UserError(f"'{dotted}.{i}': the list has {len(out)} item(s), indices start at 0", "<command line>")
+        both = isinstance(value, dict) and isinstance(out[i], dict)
+        out[i] = _merge(out[i], value, f"{dotted}.{i}.") if both else value
     return out
 
 

@@ -47,6 +47,16 @@ def test_base_merge(tmp_path):
     assert cfg.train.lr == 0.2 and cfg.train.batch_size == 4
 
 
+def test_override_addresses_list_items(tmp_path):
+    """``data.mix.1.root=...`` sets one field of one mix entry; the others stay as the file has them."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  mix:\n    - {name: msra-td500, root: '', ratio: 3}\n    - {name: hust-tr400, root: '', ratio: 4}\n")
+    cfg = load_config(str(path), ["data.mix.1.root=/d/tr400", "data.mix.0.root=/d/td500"])
+    assert [(m.name, m.root, m.ratio) for m in cfg.data.mix] == [("msra-td500", "/d/td500", 3.0), ("hust-tr400", "/d/tr400", 4.0)]
+    with pytest.raises(UserError, match=r"data\.mix\.2.*2 item"):
+        load_config(str(path), ["data.mix.2.root=/x"])
+
+
 def test_shipped_configs_load():
     from pathlib import Path
 

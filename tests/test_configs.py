@@ -37,3 +37,41 @@ def test_sdet_config_keeps_baseline_schedule():
     base, sdet = load_config(str(root / "mv3_db.yaml")), load_config(str(root / "mv3_db_sdet.yaml"))
     assert base.train.max_steps == sdet.train.max_steps and base.train.lr == sdet.train.lr
     assert base.data == sdet.data and base.model == sdet.model
+
+
+BENCHMARKS = {  # config folder -> (dataset of the test split, protocol)
+    "icdar2013": ("icdar2013", "deteval"),
+    "icdar2015": ("icdar2015", "icdar2015"),
+    "td500": ("msra-td500", "td500-iou"),
+    "td-tr": ("msra-td500", "td500-iou"),
+    "total-text": ("total-text", "total-text"),
+    "casia-10k": ("casia-10k", "icdar2015"),
+}
+MODELS = ("mv3_db", "r50_db", "mv3_east", "mv3_db_sdet", "mv3_east_sdet")
+
+
+@pytest.mark.parametrize("bench", sorted(BENCHMARKS))
+def test_every_benchmark_has_the_model_set_with_its_dataset_and_protocol(bench: str):
+    """Each benchmark's configs are IC15's recipes (model, loss, method, schedule) on its own data."""
+    from sdet.data.formats import DEFAULT_PROTOCOL, eval_protocol
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    name, protocol = BENCHMARKS[bench]
+    for model in MODELS:
+        cfg = load_config(str(root / bench / f"{model}.yaml"))
+        ic15 = load_config(str(root / "icdar2015" / f"{model}.yaml"))
+        assert (cfg.data.name, cfg.data.protocol) == (name, protocol), model
+        assert DEFAULT_PROTOCOL[name] == protocol and eval_protocol(name, cfg.data.protocol) == protocol
+        assert (cfg.data.train_split, cfg.data.val_split, cfg.data.image_size) == ("train", "test", 512)
+        assert cfg.train.out_dir == f"runs/{bench}/{model}"
+        assert cfg.model == ic15.model and cfg.loss == ic15.loss and cfg.method == ic15.method, model
+        assert cfg.data.augment == ic15.data.augment
+        schedule = {k: v for k, v in vars(cfg.train).items() if k != "out_dir"}
+        assert schedule == {k: v for k, v in vars(ic15.train).items() if k != "out_dir"}, model
+        if cfg.model.type == "east":  # the reference code's resize on every dataset
+            assert cfg.data.input == ic15.data.input and cfg.post == ic15.post
+    mix = load_config(str(root / bench / "mv3_db.yaml")).data.mix
+    if bench == "td-tr":  # TD500 train + HUST-TR400 in the 300:400 proportion of the plain union
+        assert [(m.name, m.split, m.ratio) for m in mix] == [("msra-td500", "train", 3.0), ("hust-tr400", "train", 4.0)]
+    else:
+        assert mix == []

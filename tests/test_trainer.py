@@ -46,6 +46,7 @@ def test_logs_checkpoints_and_weights_only_loading(synth_root, tmp_path):
     assert {"prob_bce", "binary_dice", "thresh_l1", "loss", "lr"} <= set(train_recs[0])
     evals = [r for r in records if r["event"] == "eval"]
     assert len(evals) == 1 and 0.0 <= evals[0]["hmean"] <= 1.0
+    assert evals[0]["protocol"] == "icdar2015"  # data.protocol "": the folder format's default
     torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     detector, loaded_cfg, ckpt = load_detector(tmp_path / "run" / "best.pt")

@@ -163,10 +163,16 @@ def test_resize_for_test_modes() -> None:
     big, _ = resize_for_test(np.zeros((1000, 1500, 3), np.uint8), "short_side")
     assert big.shape[:2] == (992, 1504)  # no downscale, only rounding to /32
     assert resize_for_test(image, "fixed", (320, 480))[0].shape[:2] == (320, 480)
+    # DBNet's keep-ratio resize: height exactly, width rounded up to /32, down or up
+    td500, (rh, rw) = resize_for_test(np.zeros((864, 1296, 3), np.uint8), "height", 736)
+    assert td500.shape[:2] == (736, 1120) and rh == pytest.approx(736 / 864) and rw == pytest.approx(1120 / 1296)
+    assert resize_for_test(np.zeros((400, 300, 3), np.uint8), "height", 800)[0].shape[:2] == (800, 608)
     with pytest.raises(UserError, match="unknown test resize mode"):
         resize_for_test(image, "bogus")
     with pytest.raises(UserError):
         resize_for_test(image, "fixed")
+    with pytest.raises(UserError):
+        resize_for_test(image, "height")
 
 
 def test_normalize_channel_conventions() -> None:

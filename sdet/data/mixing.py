@@ -112,7 +112,7 @@ def load_mix(sources: Sequence[MixSource], skip_bad: bool = False) -> MixedSampl
     for i, source in enumerate(sources):
         where = f"<config: data.mix[{i}]>"
         if not source.name or not source.root:
-            raise UserError("each data.mix entry needs a name and a root", where)
+            raise UserError(f"each data.mix entry needs a name and a root (e.g. data.mix.{i}.root=/data/...)", where)
         if not source.ratio > 0:
             raise UserError(f"ratio must be > 0, got {source.ratio}", where)
         samples = load_samples(source.name, source.root, source.split, skip_bad=skip_bad)

@@ -18,6 +18,7 @@ All randomness comes from the ``np.random.Generator`` passed in.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple, Union
 
@@ -447,10 +448,13 @@ def resize_for_test(
       least ``side``, never downscale; 1280x720 -> 1312x736.
     * ``long_side`` (``side`` default 960): downscale so the long side is at
       most ``side``, never upscale.
+    * ``height`` (``side`` required): height to ``side``, up or down, width by the
+      aspect ratio rounded up to a multiple of ``stride`` - DBNet's validation resize
+      (``keep_ratio``) for MSRA-TD500 (736) and Total-Text (800); 1296x864 -> 1120x736.
     * ``fixed``: stretch to ``side`` x ``side`` or ``side`` = (H, W).
 
-    The first two then round each side to a multiple of ``stride`` (ratios are
-    per axis, so divide predicted x by ``ratio_w`` and y by ``ratio_h``); a side
+    ``short_side``/``long_side`` then round each side to a multiple of ``stride`` (ratios
+    are per axis, so divide predicted x by ``ratio_w`` and y by ``ratio_h``); a side
     above ``max_side`` is first capped to bound memory.
     """
     h, w = image.shape[:2]
@@ -458,6 +462,11 @@ def resize_for_test(
         if side is None:
             raise UserError("test resize mode 'fixed' needs a size")
         new_h, new_w = (int(side), int(side)) if isinstance(side, (int, np.integer)) else (int(side[0]), int(side[1]))
+    elif mode == "height":
+        if side is None or not isinstance(side, (int, np.integer)):
+            raise UserError(f"test resize mode 'height' needs an integer height, got {side!r}")
+        new_h = _round_to_stride(int(side), stride)
+        new_w = max(int(math.ceil(w * new_h / h / stride)) * stride, stride)
     elif mode in ("short_side", "long_side"):
         if side is not None and not isinstance(side, (int, np.integer)):
             raise UserError(f"test resize mode {mode!r} needs an integer side limit, got {side!r}")
@@ -473,7 +482,7 @@ def resize_for_test(
             new_h, new_w = int(new_h * cap), int(new_w * cap)
         new_h, new_w = _round_to_stride(new_h, stride), _round_to_stride(new_w, stride)
     else:
-        raise UserError(f"unknown test resize mode {mode!r} (short_side, long_side, fixed)")
+        raise UserError(f"unknown test resize mode {mode!r} (short_side, long_side, height, fixed)")
     resized = image if (new_h, new_w) == (h, w) else cv2.resize(image, (new_w, new_h))
     return resized, (new_h / h, new_w / w)
 

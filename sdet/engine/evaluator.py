@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from sdet.config import Config
 from sdet.data.datasets import EvalDataset
+from sdet.data.formats import eval_protocol
 from sdet.data.sample import Sample
 from sdet.deploy.predictor import Predictor
 from sdet.metrics.protocols import get_protocol
@@ -48,8 +49,11 @@ def score_detections(samples: List[Sample], detections: List[List[Detection]], p
 
 def evaluate(
     detector: torch.nn.Module, samples: List[Sample], cfg: Config, device: Optional[torch.device] = None,
-    progress: bool = False,
+    progress: bool = False, protocol: Optional[str] = None,
 ) -> MetricResult:
+    """Detect and score; ``protocol`` None = ``data.protocol``, or the default of dataset ``data.name``."""
+    if protocol is None:
+        protocol = eval_protocol(cfg.data.name, cfg.data.protocol)
     device = device or next(detector.parameters()).device
     was_training = detector.training
     detector.eval()
@@ -57,4 +61,4 @@ def evaluate(
         dets = predict_samples(detector, samples, cfg, device, progress)
     finally:
         detector.train(was_training)
-    return score_detections(samples, dets)
+    return score_detections(samples, dets, protocol)

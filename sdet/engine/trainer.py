@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from sdet.config import Config, config_to_dict
 from sdet.data.datasets import TrainDataset, load_split
+from sdet.data.formats import eval_protocol
 from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state, load_checkpoint, load_weights_into
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
@@ -170,11 +171,11 @@ class Trainer:
         if not self.val_samples:
             return {}
         self.detector.eval()
-        result = evaluate(self.detector, self.val_samples, self.cfg, self.device, progress=False)
+        result = evaluate(self.detector, self.val_samples, self.cfg, self.device, progress=False, protocol=self.protocol)
         self.detector.train()
         metrics = {"precision": result.precision, "recall": result.recall, "hmean": result.hmean}
         self.last_metrics = metrics
-        logger.log({"event": "eval", "step": self.step, **metrics})
+        logger.log({"event": "eval", "step": self.step, "protocol": self.protocol, **metrics})
         if metrics["hmean"] > self.best_hmean:
             self.best_hmean = metrics["hmean"]
             atomic_save(inference_state(self.cfg, self.detector.state_dict(), self.step, metrics), self.out_dir / "best.pt")
@@ -186,6 +187,9 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
+        # resolved first, so a typo fails before anything is built or written (also without evaluation:
+        # the checkpoint keeps data.protocol for `sdet eval`)
+        self.protocol = eval_protocol(cfg.data.name, cfg.data.protocol)
         self._build()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         last = self.out_dir / "last.pt"
