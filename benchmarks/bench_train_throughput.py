@@ -1,11 +1,14 @@
-"""MV3-DB training throughput at 512x512, batch 8, and the share of step time spent waiting for data.
+"""MV3-DB or MV3-EAST training throughput at 512x512, batch 8, and the share of step time spent waiting for data.
 
-Usage: python benchmarks/bench_train_throughput.py [--steps 30] [--workers 2] [--data NAME:ROOT]
+Usage: python benchmarks/bench_train_throughput.py [--model db,east] [--steps 30] [--workers 2] [--data NAME:ROOT]
 
-Runs sdet's own Trainer (data-loader workers doing decode, augmentation and DB labels) on
+Runs sdet's own Trainer (data-loader workers doing decode, augmentation and labels) on
 ICDAR2015 training images when ../shared/data/icdar2015 exists, else on a synthetic set
 generated at 1280x720. The trainer logs, per logging window, the share of wall time the
 loop waited on the loader; the first window (start-up, first batches) is reported apart.
+`--model east` trains configs/icdar2015/mv3_east.yaml (RBOX labels in the workers, the
+EAST loss on the stride-4 maps); `--model db,east` measures both, one after the other;
+`--config` picks any other config.
 """
 from __future__ import annotations
 
@@ -20,6 +23,34 @@ from typing import List
 
 from common import ICDAR2015, REPO, machine_line
 
+CONFIGS = {"db": REPO / "configs/icdar2015/mv3_db.yaml", "east": REPO / "configs/icdar2015/mv3_east.yaml"}
+
+
+def measure(config: str, name: str, root: str, args: argparse.Namespace, tmp: Path) -> None:
+    """Train `args.steps` steps of `config` and print throughput and data-wait share."""
+    from sdet.config import load_config
+    from sdet.engine.trainer import Trainer
+
+    run = tmp / f"run_{Path(config).stem}"
+    cfg = load_config(config, [
+        f"data.name={name}", f"data.root={root}", "data.image_size=512", f"data.num_workers={args.workers}",
+        "train.batch_size=8", f"train.max_steps={args.steps}", f"train.log_every={args.window}",
+        "train.eval_every=0", f"train.save_every={args.steps}", f"train.threads={args.threads}",
+        f"train.out_dir={run}",
+    ])
+    t0 = time.time()
+    Trainer(cfg, progress=False).run()
+    wall = time.time() - t0
+    records = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    windows = [r for r in records if r.get("event") == "train"]
+    steady = windows[1:] or windows
+    share = statistics.mean(r["data_wait_share"] for r in steady)
+    step_s = statistics.mean(r["sec_per_step"] for r in steady)
+    print(f"  {config}: {name} data, 512x512, batch 8, {args.workers} loader workers, {args.steps} steps")
+    print(f"  steady state {step_s:.2f} s/step -> {8 / step_s:.2f} img/s (wall {wall:.1f} s incl. start-up)")
+    print(f"  data-wait share: first window {windows[0]['data_wait_share']:.1%}, steady state {share:.1%} "
+          f"(mean of {len(steady)} windows of {args.window} steps)", flush=True)
+
 
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,12 +58,15 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=5, help="steps per logging window")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--config", default=str(REPO / "configs/icdar2015/mv3_db.yaml"))
+    parser.add_argument("--model", default="db", help=f"comma-separated detector families of {sorted(CONFIGS)} (default db)")
+    parser.add_argument("--config", help="config file (default: configs/icdar2015/mv3_<model>.yaml for each model)")
     parser.add_argument("--data", help="NAME:ROOT (default: shared ICDAR2015, else synthetic)")
     args = parser.parse_args(argv)
-
-    from sdet.config import load_config
-    from sdet.engine.trainer import Trainer
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    unknown = [m for m in models if m not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown --model {unknown}; choose from {sorted(CONFIGS)}")
+    configs = [args.config] if args.config else [str(CONFIGS[m]) for m in models]
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.data:
@@ -45,24 +79,8 @@ def main(argv: List[str] | None = None) -> int:
             name, root = "folder", str(Path(tmp) / "synth")
             generate_dataset(Path(root), num_train=64, num_test=1, image_size=(720, 1280), seed=0)
         print(machine_line("bench_train_throughput", args.threads))
-        cfg = load_config(args.config, [
-            f"data.name={name}", f"data.root={root}", "data.image_size=512", f"data.num_workers={args.workers}",
-            "train.batch_size=8", f"train.max_steps={args.steps}", f"train.log_every={args.window}",
-            "train.eval_every=0", f"train.save_every={args.steps}", f"train.threads={args.threads}",
-            f"train.out_dir={Path(tmp) / 'run'}",
-        ])
-        t0 = time.time()
-        Trainer(cfg, progress=False).run()
-        wall = time.time() - t0
-        records = [json.loads(l) for l in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
-    windows = [r for r in records if r.get("event") == "train"]
-    steady = windows[1:] or windows
-    share = statistics.mean(r["data_wait_share"] for r in steady)
-    step_s = statistics.mean(r["sec_per_step"] for r in steady)
-    print(f"  {args.config}: {name} data, 512x512, batch 8, {args.workers} loader workers, {args.steps} steps")
-    print(f"  steady state {step_s:.2f} s/step -> {8 / step_s:.2f} img/s (wall {wall:.1f} s incl. start-up)")
-    print(f"  data-wait share: first window {windows[0]['data_wait_share']:.1%}, steady state {share:.1%} "
-          f"(mean of {len(steady)} windows of {args.window} steps)")
+        for config in configs:
+            measure(config, name, root, args, Path(tmp))
     return 0
 
 

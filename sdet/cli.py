@@ -14,13 +14,6 @@ from typing import List, Optional, Sequence
 from sdet.errors import UserError
 
 
-def _split_data_spec(spec: str) -> tuple:
-    if ":" not in spec:
-        raise UserError(f"--data expects NAME:ROOT (e.g. icdar2015:/data/icdar2015), got '{spec}'", "<command line>")
-    name, root = spec.split(":", 1)
-    return name, root
-
-
 def _checkpoint_with_overrides(path: str, overrides: Sequence[str]):
     """Load a checkpoint's detector and config; `key=value` overrides adjust post/input settings."""
     from sdet.config import build_dataclass, config_to_dict, Config, parse_overrides, _merge
@@ -46,30 +39,45 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from sdet.data.formats import load_samples
+    from sdet.config import parse_overrides
+    from sdet.data.formats import eval_protocol, load_samples, parse_data_spec
     from sdet.engine.evaluator import evaluate
 
     detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
-    name, root = _split_data_spec(args.data) if args.data else (cfg.data.name, cfg.data.root)
+    name, root = parse_data_spec(args.data) if args.data else (cfg.data.name, cfg.data.root)
+    # the checkpoint's data.protocol was chosen for its own dataset: another dataset gets its own
+    # default, unless data.protocol=... is given here
+    given = "protocol" in parse_overrides(args.overrides).get("data", {})
+    configured = cfg.data.protocol if name == cfg.data.name or given else ""
+    if args.protocol:
+        protocol = eval_protocol(name, args.protocol, "<command line: --protocol>")
+    else:
+        protocol = eval_protocol(name, configured, "<command line>" if given else f"{args.checkpoint}: data.protocol")
     split = args.split or cfg.data.val_split
     samples = load_samples(name, root, split, skip_bad=cfg.data.skip_bad)
     if args.limit:
         samples = samples[: args.limit]
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json and sys.stderr.isatty())
-    out = result.to_dict()
+    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json and sys.stderr.isatty(),
+                      protocol=protocol)
+    out = {**result.to_dict(), "protocol": protocol}
     if not args.json:
         print(f"precision {out['precision']:.4f}  recall {out['recall']:.4f}  hmean {out['hmean']:.4f}  "
-              f"({out['num_gt']} GT, {out['num_det']} detections, {len(samples)} images)")
+              f"({out['num_gt']} GT, {out['num_det']} detections, {len(samples)} images, protocol {protocol})")
     print(json.dumps(out))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from sdet.deploy.predict_files import predict_paths
+    from sdet.deploy.predict_files import predict_paths, predict_with
 
-    detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
-    written = predict_paths(detector, cfg, args.inputs, Path(args.out), entropy=args.entropy)
+    if args.checkpoint.endswith(".onnx"):
+        from sdet.deploy.onnx_predictor import OnnxPredictor
+
+        written = predict_with(OnnxPredictor(args.checkpoint, args.overrides), args.inputs, Path(args.out), args.entropy)
+    else:
+        detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
+        written = predict_paths(detector, cfg, args.inputs, Path(args.out), entropy=args.entropy)
     print(f"wrote {written} predictions to {args.out}")
     return 0
 
@@ -111,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sdet.demo import run_demo
 
     run_demo(Path(args.out), seed=args.seed, steps=args.steps, methods=args.methods.split(","),
-             progress=sys.stderr.isatty())
+             progress=sys.stderr.isatty(), model=args.model, overrides=args.overrides)
     return 0
 
 
@@ -154,13 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides of post.* / data.input.*")
     p.add_argument("--data", help="NAME:ROOT (default: the checkpoint's dataset)")
     p.add_argument("--split", help="split name (default: the checkpoint's val split)")
+    p.add_argument("--protocol", help="icdar2015, deteval, total-text, total-text-iou, td500 or td500-iou "
+                                      "(default: data.protocol, else the dataset's default; docs/DATASETS.md)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print only the JSON result line")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="detect text in images; writes JSON + overlay PNGs")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="sdet checkpoint, or an .onnx file from `sdet export` (run by onnxruntime)")
     p.add_argument("inputs", nargs="+", help="image files or folders (then key=value overrides)")
     p.add_argument("--out", required=True)
     p.add_argument("--entropy", action="store_true", help="also write entropy maps and per-detection entropy")
@@ -218,10 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="entropy.png")
     v.set_defaults(func=cmd_viz_entropy)
 
-    p = sub.add_parser("demo", help="synthetic data -> train baseline and SDET MV3-DB -> evaluate -> overlays")
+    p = sub.add_parser("demo", help="synthetic data -> train baseline and SDET MV3-DB (or -EAST) -> evaluate -> overlays")
+    p.add_argument("overrides", nargs="*", help="key=value overrides on top of the demo recipe (to try variants)")
     p.add_argument("--out", default="demo_out")
+    p.add_argument("--model", default="db", choices=("db", "east"), help="detector family (default db)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=600, help="training steps per method")
+    p.add_argument("--steps", type=int, default=None, help="training steps per method (default: the model's recipe)")
     p.add_argument("--methods", default="baseline,sdet", help="comma-separated: baseline,sdet")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -91,3 +91,55 @@ def test_score_prints_json_last_line(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["precision"] == pytest.approx(0.5) and result["recall"] == pytest.approx(1.0)
     assert result["num_gt"] == 1 and result["num_det"] == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(synth_root, tmp_path_factory):
+    """A 1-step model of the synthetic ``folder`` dataset (default protocol icdar2015)."""
+    from sdet.config import load_config
+    from sdet.engine.trainer import Trainer
+
+    run = tmp_path_factory.mktemp("eval_protocol_run")
+    Trainer(load_config(None, tiny_overrides(synth_root, run, steps=1)), progress=False).run()
+    return run / "best.pt"
+
+
+def _td500_root(synth_root, root):
+    """Two synthetic images in MSRA-TD500's layout (images and .gt side by side)."""
+    import shutil
+
+    (root / "test").mkdir(parents=True)
+    for i, src in enumerate(sorted((synth_root / "test" / "images").iterdir())[:2]):
+        shutil.copy(src, root / "test" / f"IMG_{i}{src.suffix}")
+        (root / "test" / f"IMG_{i}.gt").write_text("0 0 10 20 60 16 0.1\n1 1 40 80 30 12 0\n")
+    return root
+
+
+def test_eval_protocol_dataset_default_and_override(tiny_checkpoint, synth_root, tmp_path, capsys, monkeypatch):
+    from sdet.cli import main
+    from sdet.metrics import protocols
+
+    used = []
+    for name, fn in list(protocols.PROTOCOLS.items()):
+        monkeypatch.setitem(protocols.PROTOCOLS, name, lambda gt, det, _n=name, _f=fn: used.append(_n) or _f(gt, det))
+
+    def run(*args):
+        assert main(["eval", str(tiny_checkpoint), "--json", "--device", "cpu", *map(str, args)]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert used[-1] == out["protocol"]  # the protocol named is the one that scored
+        return out["protocol"]
+
+    td500 = _td500_root(synth_root, tmp_path / "td500")
+    assert run() == "icdar2015"  # the checkpoint's own dataset (folder) and its default
+    assert run("data.protocol=deteval") == "deteval"  # a config override
+    assert run("--data", f"msra-td500:{td500}", "--split", "test") == "td500-iou"  # the named dataset's default
+    assert run("--data", f"msra-td500:{td500}", "--split", "test", "--protocol", "td500") == "td500"
+    assert run("--protocol", "total-text-iou") == "total-text-iou"
+
+
+def test_eval_unknown_protocol_is_one_line(tiny_checkpoint, tmp_path):
+    _one_line_error(sdet("eval", tiny_checkpoint, "--protocol", "td5000"), "unknown protocol 'td5000'", "td500-iou")
+    _one_line_error(sdet("eval", tiny_checkpoint, "--data", "nope:/x"), "nope")
+    bad = _write_ok(tmp_path)
+    _one_line_error(sdet("train", bad, "data.protocol=icdar", f"train.out_dir={tmp_path / 'r'}"), "data.protocol", "icdar")
+    assert not (tmp_path / "r").exists()  # rejected before anything is built or written

@@ -1,16 +1,19 @@
-"""`sdet predict`: images or folders in; one JSON per image plus overlay PNGs (and entropy maps) out."""
+"""`sdet predict`: images or folders in; one JSON per image plus overlay PNGs (and entropy maps) out.
+
+The model is an sdet checkpoint (PyTorch) or an `sdet export`ed .onnx file (ONNX Runtime).
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, List
+from typing import Callable, Iterable, List
 
 import cv2
 
 from sdet.config import Config
 from sdet.data.formats import IMAGE_EXTENSIONS, natural_key
 from sdet.data.images import read_image
-from sdet.deploy.predictor import Predictor
+from sdet.deploy.predictor import Prediction, Predictor
 from sdet.errors import UserError
 from sdet.viz import draw_detections, entropy_to_color
 
@@ -32,7 +35,11 @@ def collect_images(inputs: Iterable[str]) -> List[Path]:
 
 
 def predict_paths(detector, cfg: Config, inputs: Iterable[str], out_dir: Path, entropy: bool = False) -> int:
-    predictor = Predictor(detector, cfg)
+    return predict_with(Predictor(detector, cfg), inputs, out_dir, entropy)
+
+
+def predict_with(predictor: Callable[..., Prediction], inputs: Iterable[str], out_dir: Path, entropy: bool = False) -> int:
+    """Any predictor called as ``predictor(image_bgr, with_entropy=...)``: PyTorch or ONNX Runtime."""
     out_dir.mkdir(parents=True, exist_ok=True)
     images = collect_images(inputs)
     for path in images:

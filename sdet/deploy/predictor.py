@@ -2,6 +2,8 @@
 
 Pre-processing (test resize, colour order, normalisation) and post-processing settings
 come from the checkpoint's config, so a model always runs the way it was evaluated.
+:func:`logits_to_prediction` is the post-processing half on its own, so that an exported
+ONNX graph (sdet/deploy/onnx_predictor.py) goes through exactly the same code.
 """
 from __future__ import annotations
 
@@ -95,11 +97,23 @@ class Predictor:
     @torch.no_grad()
     def from_tensor(self, tensor: torch.Tensor, dest_hw: Tuple[int, int], with_entropy: bool = False) -> Prediction:
         logits = self.detector(self._to_input(tensor)).logits
-        logit = logits[self.detector.text_key][0, 0].float()
-        prob = torch.sigmoid(logit).cpu().numpy()
-        entropy = binary_entropy(logit).clamp(0, 1).cpu().numpy() if with_entropy else None
         input_hw = (int(tensor.shape[-2]), int(tensor.shape[-1]))
-        dets = self.postprocess(
-            prob, tuple(int(v) for v in dest_hw), self.cfg, entropy, logits=logits, input_hw=input_hw
-        )
-        return Prediction(dets, prob, entropy)
+        return logits_to_prediction(logits, self.detector.text_key, self.cfg, input_hw, dest_hw, with_entropy)
+
+
+def logits_to_prediction(
+    logits: Dict[str, torch.Tensor],
+    text_key: str,
+    cfg: Config,
+    input_hw: Tuple[int, int],
+    dest_hw: Tuple[int, int],
+    with_entropy: bool = False,
+) -> Prediction:
+    """Post-process one image's head outputs (batch of one, any device) with the config's settings."""
+    logit = logits[text_key][0, 0].float()
+    prob = torch.sigmoid(logit).cpu().numpy()
+    entropy = binary_entropy(logit).clamp(0, 1).cpu().numpy() if with_entropy else None
+    post = POSTPROCESSORS[cfg.model.type]
+    dets = post(prob, tuple(int(v) for v in dest_hw), cfg, entropy, logits=logits,
+                input_hw=(int(input_hw[0]), int(input_hw[1])))
+    return Prediction(dets, prob, entropy)
