@@ -72,7 +72,7 @@ def train_step(method, optimizer, batch) -> float:
 
 
 def memory_of(variant: str, args: argparse.Namespace) -> float:
-    """Peak RSS (MiB) of training steps above the RSS before them, in a fresh process."""
+    """Peak RSS (MiB) of three training steps above the RSS of the built variant, in a fresh process."""
     cmd = [sys.executable, __file__, "--memory-of", variant, "--config", args.config, "--size", str(args.size),
            "--batch", str(args.batch), "--threads", str(args.threads)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO / "benchmarks").stdout
@@ -85,11 +85,13 @@ def measure_memory(variant: str, args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     _, method, optimizer = build_variant(args.config, VARIANTS[variant] + [f"data.image_size={args.size}"])
     batch = make_batch(args.batch, args.size)
-    train_step(method, optimizer, batch)  # optimiser state and allocator pools exist from here on
+    # Measured from before the first step: with sdet's malloc settings freed memory stays in the
+    # heap, so after one step the RSS already holds the step's peak and later steps add ~nothing.
+    # The difference thus covers activations, gradients and the optimiser state of each variant.
     before = current_rss_mb()
     if not reset_peak_rss():
         before = 0.0
-    for _ in range(2):
+    for _ in range(3):
         train_step(method, optimizer, batch)
     print(json.dumps({"variant": variant, "rss_before_mb": before, "step_peak_mb": peak_rss_mb() - before}))
 
