@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_db_targets.py",
     "bench_score.py",
+    "bench_datasets.py",
     "bench_lanms.py",
     "bench_inference.py",
     "bench_paddle_inference.py",
