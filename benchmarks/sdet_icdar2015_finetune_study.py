@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--image-size", type=int, default=640)
+    parser.add_argument("--image-size", type=int, default=960, help="training crop (960: the checkpoint's own)")
     parser.add_argument("--out", default=str(REPO / "runs" / "sdet_ic15_study"))
     parser.add_argument("--variant", action="append", help="override the default variants (NAME:k=v,...)")
     args = parser.parse_args(argv)
