@@ -168,11 +168,5 @@ def evaluate_td500(
     return credit_result(per_image, matched_total, matched_total)
 
 
-def evaluate_td500_iou(
-    gt: Mapping[str, Sequence[GtRegion]],
-    det: Mapping[str, Sequence[np.ndarray]],
-    iou_threshold: float = 0.5,
-    area_precision_threshold: float = 0.5,
-) -> MetricResult:
-    """IoU > 0.5 one-to-one on the polygons as given: the TD500 number DBNet and most papers report."""
-    return evaluate_polygon_iou(gt, det, iou_threshold, area_precision_threshold)
+# IoU > 0.5 one-to-one on the polygons as given: the TD500 number DBNet and most papers report.
+evaluate_td500_iou = evaluate_polygon_iou

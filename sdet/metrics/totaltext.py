@@ -124,11 +124,5 @@ def evaluate_total_text(
     return credit_result(per_image, recall_credit, precision_credit)
 
 
-def evaluate_total_text_iou(
-    gt: Mapping[str, Sequence[GtRegion]],
-    det: Mapping[str, Sequence[np.ndarray]],
-    iou_threshold: float = 0.5,
-    area_precision_threshold: float = 0.5,
-) -> MetricResult:
-    """IoU > 0.5 one-to-one on polygons, the number DBNet and most later papers report for Total-Text."""
-    return evaluate_polygon_iou(gt, det, iou_threshold, area_precision_threshold)
+# IoU > 0.5 one-to-one on polygons, the number DBNet and most later papers report for Total-Text.
+evaluate_total_text_iou = evaluate_polygon_iou
