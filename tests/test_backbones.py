@@ -15,8 +15,8 @@ from sdet.errors import UserError
 from sdet.models.backbones import BACKBONES, build_backbone
 from sdet.models.backbones.mobilenetv3 import SqueezeExcitation
 from sdet.models.backbones.paddle_mobilenetv3 import SEModule, paddle_hardsigmoid, paddle_to_torch_key
+from helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TV_KEYS = SHARED / "docs" / "torchvision-keys"
 PPOCR_PARAMS = SHARED / "weights" / "ppocr-ic15-db-mv3-x0.5" / "best_accuracy.pdparams"
 TV_MODELS = ["mobilenet_v3_large", "mobilenet_v3_small", "resnet18", "resnet50"]

@@ -5,36 +5,23 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from sdet.cli import main
 from sdet.data.check import check_dataset
+from helpers import SHARED, write_bytes, write_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TD500 = SHARED / "data" / "msra-td500"
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def _image(path: Path, h: int = 40, w: int = 60) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.full((h, w, 3), 200, np.uint8))
-    return path
 
 
 @pytest.fixture()
 def clean(tmp_path: Path) -> Path:
     """A Total-Text-style split: a hexagon, a quad, a don't-care triangle on two images."""
     root = tmp_path / "tt"
-    _image(root / "train_images" / "img1.jpg", 40, 60)
-    _image(root / "train_images" / "img2.jpg", 50, 80)
-    _write(root / "train_gts" / "img1.jpg.txt", b"1,1,10,1,20,5,20,15,10,20,1,15,Hi\n30,5,50,5,50,20,30,20,Yo\n")
-    _write(root / "train_gts" / "img2.jpg.txt", b"0,0,9,0,9,9,###\n")
+    write_image(root / "train_images" / "img1.jpg", 40, 60)
+    write_image(root / "train_images" / "img2.jpg", 50, 80)
+    write_bytes(root / "train_gts" / "img1.jpg.txt", b"1,1,10,1,20,5,20,15,10,20,1,15,Hi\n30,5,50,5,50,20,30,20,Yo\n")
+    write_bytes(root / "train_gts" / "img2.jpg.txt", b"0,0,9,0,9,9,###\n")
     return root
 
 
@@ -58,11 +45,11 @@ def test_cli_check_clean_exits_0(clean: Path, capsys: pytest.CaptureFixture) -> 
 
 
 def test_cli_check_lists_every_problem_and_exits_2(clean: Path, capsys: pytest.CaptureFixture) -> None:
-    gt1 = _write(clean / "train_gts" / "img1.jpg.txt", b"1,1,10,1,word\n30,5,50,5,50,20,30,20,Yo\n1,1,2\n5,5,5,5,5,5,flat\n")
-    broken = _write(clean / "train_images" / "img3.jpg", b"not a jpeg")
-    _write(clean / "train_gts" / "img3.jpg.txt", b"1,1,10,1,10,10,x\n")
-    orphan = _write(clean / "train_gts" / "img4.jpg.txt", b"1,1,10,1,10,10,x\n")
-    no_gt = _image(clean / "train_images" / "img5.jpg")
+    gt1 = write_bytes(clean / "train_gts" / "img1.jpg.txt", b"1,1,10,1,word\n30,5,50,5,50,20,30,20,Yo\n1,1,2\n5,5,5,5,5,5,flat\n")
+    broken = write_bytes(clean / "train_images" / "img3.jpg", b"not a jpeg")
+    write_bytes(clean / "train_gts" / "img3.jpg.txt", b"1,1,10,1,10,10,x\n")
+    orphan = write_bytes(clean / "train_gts" / "img4.jpg.txt", b"1,1,10,1,10,10,x\n")
+    no_gt = write_image(clean / "train_images" / "img5.jpg")
     assert main(["data", "check", f"total-text:{clean}"]) == 2
     captured = capsys.readouterr()
     problems = [l for l in captured.out.splitlines() if l.startswith("  problem: ")]

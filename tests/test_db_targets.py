@@ -10,9 +10,9 @@ import pytest
 from shapely.geometry import Polygon
 
 from sdet.targets.db import dilate_polygon, make_db_targets, shrink_distance, shrink_polygon
+from helpers import SHARED
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GT_DIR = SHARED / "data" / "icdar2015" / "ch4_training_localization_transcription_gt"
 MAPS = ("shrink_map", "shrink_mask", "threshold_map", "threshold_mask")
 TOL = 1e-4

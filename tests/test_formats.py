@@ -17,21 +17,9 @@ from sdet.data.formats import (
 )
 from sdet.data.images import read_image
 from sdet.errors import UserError
+from helpers import SHARED, write_bytes, write_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ICDAR2015 = SHARED / "data" / "icdar2015"
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def _jpg(path: Path, h: int = 16, w: int = 24) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.full((h, w, 3), 128, np.uint8))
-    return path
 
 
 def test_bom_crlf_commas_dont_care_and_floats(tmp_path: Path) -> None:
@@ -41,7 +29,7 @@ def test_bom_crlf_commas_dont_care_and_floats(tmp_path: Path) -> None:
         "1.5,2,3,4,5,6,7,8.25,a,b,,c\r\n"
         "10,10,20,10,20,20,10,20,###\r\n"
     )
-    gt = _write(tmp_path / "gt_img_1.txt", b"\xef\xbb\xbf" + text.encode("utf-8"))
+    gt = write_bytes(tmp_path / "gt_img_1.txt", b"\xef\xbb\xbf" + text.encode("utf-8"))
     first, second, third = parse_icdar2015_gt(gt)
     assert first.text == "Genaxis Theatre" and not first.ignore
     assert first.polygon.shape == (4, 2) and first.polygon.dtype == np.float32
@@ -52,7 +40,7 @@ def test_bom_crlf_commas_dont_care_and_floats(tmp_path: Path) -> None:
 
 
 def test_plain_lf_and_unicode_text(tmp_path: Path) -> None:
-    gt = _write(tmp_path / "gt.txt", "0,0,9,0,9,9,0,9,Straße\n0,0,1,0,1,1,0,1,x".encode("utf-8"))
+    gt = write_bytes(tmp_path / "gt.txt", "0,0,9,0,9,9,0,9,Straße\n0,0,1,0,1,1,0,1,x".encode("utf-8"))
     assert [i.text for i in parse_icdar2015_gt(gt)] == ["Straße", "x"]
 
 
@@ -63,7 +51,7 @@ def test_plain_lf_and_unicode_text(tmp_path: Path) -> None:
      ("1,2,3,4,nan,6,7,8,w", "not a number")],
 )
 def test_malformed_line_names_file_and_line(tmp_path: Path, bad_line: str, needle: str) -> None:
-    gt = _write(tmp_path / "gt_img_7.txt", f"1,2,3,4,5,6,7,8,ok\n\n{bad_line}\n".encode())
+    gt = write_bytes(tmp_path / "gt_img_7.txt", f"1,2,3,4,5,6,7,8,ok\n\n{bad_line}\n".encode())
     with pytest.raises(UserError) as info:
         parse_icdar2015_gt(gt)
     assert info.value.path == str(gt) and info.value.line == 3
@@ -72,14 +60,14 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, bad_line: str, needl
 
 
 def test_invalid_utf8_is_a_user_error(tmp_path: Path) -> None:
-    gt = _write(tmp_path / "gt.txt", b"1,2,3,4,5,6,7,8,\xff\xfe\n")
+    gt = write_bytes(tmp_path / "gt.txt", b"1,2,3,4,5,6,7,8,\xff\xfe\n")
     with pytest.raises(UserError) as info:
         parse_icdar2015_gt(gt)
     assert info.value.line == 1
 
 
 def test_skip_bad_warns_per_line_and_counts(tmp_path: Path) -> None:
-    gt = _write(tmp_path / "gt.txt", b"1,2,3\n1,2,3,4,5,6,7,8,ok\nx,2,3,4,5,6,7,8,w\n")
+    gt = write_bytes(tmp_path / "gt.txt", b"1,2,3\n1,2,3,4,5,6,7,8,ok\nx,2,3,4,5,6,7,8,w\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         instances, skipped = read_icdar2015_gt(gt, skip_bad=True)
@@ -94,8 +82,8 @@ def test_missing_gt_file(tmp_path: Path) -> None:
 
 def _generic(root: Path, split: str, stems: list) -> None:
     for stem in stems:
-        _jpg(root / split / "images" / f"{stem}.jpg")
-        _write(root / split / "gt" / f"gt_{stem}.txt", b"1,1,8,1,8,8,1,8,w\n")
+        write_image(root / split / "images" / f"{stem}.jpg", 16, 24)
+        write_bytes(root / split / "gt" / f"gt_{stem}.txt", b"1,1,8,1,8,8,1,8,w\n")
 
 
 def test_generic_layout_natural_sort(tmp_path: Path) -> None:
@@ -111,8 +99,8 @@ def test_generic_layout_natural_sort(tmp_path: Path) -> None:
 
 def test_official_layout(tmp_path: Path) -> None:
     for n in (1, 2, 11):
-        _jpg(tmp_path / "ch4_test_images" / f"img_{n}.jpg")
-        _write(tmp_path / "Challenge4_Test_Task1_GT" / f"gt_img_{n}.txt", b"\xef\xbb\xbf1,1,8,1,8,8,1,8,###\r\n")
+        write_image(tmp_path / "ch4_test_images" / f"img_{n}.jpg", 16, 24)
+        write_bytes(tmp_path / "Challenge4_Test_Task1_GT" / f"gt_img_{n}.txt", b"\xef\xbb\xbf1,1,8,1,8,8,1,8,###\r\n")
     samples = load_samples("icdar2015", tmp_path, "test")
     assert [Path(s.image_path).stem for s in samples] == ["img_1", "img_2", "img_11"]
     assert all(s.instances[0].ignore for s in samples)
@@ -142,7 +130,7 @@ def test_missing_folders(tmp_path: Path) -> None:
 
 def test_image_without_gt(tmp_path: Path) -> None:
     _generic(tmp_path, "train", ["img_1"])
-    orphan = _jpg(tmp_path / "train" / "images" / "img_2.jpg")
+    orphan = write_image(tmp_path / "train" / "images" / "img_2.jpg", 16, 24)
     with pytest.raises(UserError) as info:
         load_samples("folder", tmp_path, "train")
     assert info.value.path == str(orphan) and "gt_img_2.txt" in info.value.message
@@ -151,12 +139,12 @@ def test_image_without_gt(tmp_path: Path) -> None:
 def test_read_image_errors_and_channels(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="image not found"):
         read_image(tmp_path / "missing.jpg")
-    bad = _write(tmp_path / "bad.jpg", b"definitely not a jpeg")
+    bad = write_bytes(tmp_path / "bad.jpg", b"definitely not a jpeg")
     with pytest.raises(UserError, match="cannot decode image") as info:
         read_image(bad)
     assert info.value.path == str(bad)
     with pytest.raises(UserError, match="cannot decode image"):
-        read_image(_write(tmp_path / "empty.png", b""))
+        read_image(write_bytes(tmp_path / "empty.png", b""))
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), np.full((5, 7), 200, np.uint8))
     rgba = tmp_path / "rgba.png"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -18,6 +18,9 @@ from sdet.metrics.deteval import evaluate_deteval
 from sdet.metrics.protocols import PROTOCOLS
 from sdet.metrics.result import GtRegion
 from sdet.metrics.submission import parse_region_line, score_folders
+from helpers import write_folder
+
+CRLF = "\r\n"  # the official zips' line ends
 
 
 def box(left: float, top: float, right: float, bottom: float) -> np.ndarray:
@@ -166,25 +169,18 @@ def test_parse_rejects_malformed_icdar2013(bad: str) -> None:
         parse_region_line(bad, ltrb=True)
 
 
-def write_folder(root: Path, files: Dict[str, List[str]]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, lines in files.items():
-        (root / name).write_text("".join(x + "\r\n" for x in lines), encoding="utf-8")
-    return root
-
-
 def run_cli(capsys, *args: str) -> dict:
     assert main(["score", *args]) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_cli_score_deteval(tmp_path: Path, capsys) -> None:
-    gt = write_folder(tmp_path / "gt", {
+    gt = write_folder(tmp_path / "gt", newline=CRLF, files={
         "gt_img_1.txt": ['0, 0, 99, 19, "Tired, ness"', '0, 100, 49, 119, "a"', '50, 100, 99, 119, "b"',
                          '200 200 299 219 "###"'],
         "gt_img_2.txt": ["0,0,99,0,99,19,0,19,split"],
     })
-    pred = write_folder(tmp_path / "pred", {
+    pred = write_folder(tmp_path / "pred", newline=CRLF, files={
         "res_img_1.txt": ["0,0,99,19", "0,100,99,119,0.9", "210,200,260,219"],  # exact, merge, don't care
         "res_img_2.txt": ["0,0,49,0,49,19,0,19", "50,0,99,0,99,19,50,19"],      # split
     })
@@ -197,12 +193,12 @@ def test_cli_score_deteval(tmp_path: Path, capsys) -> None:
 
 
 def test_cli_score_reports_bad_lines(tmp_path: Path, capsys) -> None:
-    gt = write_folder(tmp_path / "gt", {"gt_img_1.txt": ['0,0,9,9,"a"']})
-    pred = write_folder(tmp_path / "pred", {"res_img_1.txt": ["0,0,9,9", "9,0,0,9"]})
+    gt = write_folder(tmp_path / "gt", newline=CRLF, files={"gt_img_1.txt": ['0,0,9,9,"a"']})
+    pred = write_folder(tmp_path / "pred", newline=CRLF, files={"res_img_1.txt": ["0,0,9,9", "9,0,0,9"]})
     assert main(["score", "--gt", str(gt), "--pred", str(pred), "--protocol", "deteval"]) == 2
     assert "res_img_1.txt:2" in capsys.readouterr().err
     with pytest.raises(UserError, match="no ground truth for image img_7"):
-        score_folders(gt, write_folder(tmp_path / "p2", {"res_img_7.txt": []}), "deteval")
+        score_folders(gt, write_folder(tmp_path / "p2", {"res_img_7.txt": []}, CRLF), "deteval")
 
 
 def test_evaluator_dispatches_through_the_registry() -> None:

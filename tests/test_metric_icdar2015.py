@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -12,8 +12,8 @@ import pytest
 from sdet.errors import UserError
 from sdet.metrics.iou import GtRegion, evaluate_icdar2015
 from sdet.metrics.submission import parse_icdar2015_line, read_gt_file, read_result_file, score_folders
+from helpers import SHARED, write_folder
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CASES = SHARED / "eval-cases" / "icdar2015"
 GT_DIR = SHARED / "data" / "icdar2015" / "Challenge4_Test_Task1_GT"
 
@@ -25,13 +25,6 @@ def box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
 
 def line(quad: np.ndarray, tail: str = "") -> str:
     return ",".join(str(int(v)) for v in quad.ravel()) + tail
-
-
-def write_folder(root: Path, files: Dict[str, List[str]], newline: str = "\n") -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, lines in files.items():
-        (root / name).write_bytes("".join(x + newline for x in lines).encode("utf-8"))
-    return root
 
 
 def prh(result) -> tuple:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from sdet.data.readers.td500 import rotated_box
 from sdet.metrics.protocols import PROTOCOLS
 from sdet.metrics.result import GtRegion
 from sdet.metrics.td500 import angle_difference, evaluate_td500, evaluate_td500_iou, rotated_rects
+from helpers import write_folder
 
 EPS = 1e-6  # angles come out of float corner coordinates: test just either side of pi/8
 
@@ -138,13 +139,6 @@ def test_empty_gt_and_empty_detections() -> None:
 def test_unknown_image_is_refused() -> None:
     with pytest.raises(ValueError, match="not in the ground truth"):
         evaluate_td500({"1": []}, {"2": []})
-
-
-def write_folder(root: Path, files: Dict[str, List[str]]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, lines in files.items():
-        (root / name).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    return root
 
 
 def line(polygon: np.ndarray, tail: str = "") -> str:

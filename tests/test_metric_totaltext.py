@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -18,6 +18,7 @@ from sdet.metrics.iou import evaluate_icdar2015
 from sdet.metrics.protocols import PROTOCOLS
 from sdet.metrics.result import GtRegion
 from sdet.metrics.totaltext import evaluate_total_text, evaluate_total_text_iou
+from helpers import write_folder
 
 
 def box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -164,13 +165,6 @@ def test_iou_variant_drops_invalid_polygons() -> None:
 
 def poly_line(polygon: np.ndarray, tail: str = "") -> str:
     return ",".join(f"{v:g}" for v in polygon.ravel()) + tail
-
-
-def write_folder(root: Path, files: Dict[str, List[str]]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, lines in files.items():
-        (root / name).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-    return root
 
 
 def run_cli(capsys, *args: str) -> dict:

@@ -27,8 +27,8 @@ from sdet.deploy.paddle_import import (
 from sdet.engine.checkpoint import load_detector
 from sdet.errors import UserError
 from sdet.models.detector import build_detector
+from helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 WEIGHTS = SHARED / "weights" / "ppocr-ic15-db-mv3-x0.5"
 ICDAR2015 = SHARED / "data" / "icdar2015"
 needs_weights = pytest.mark.skipif(

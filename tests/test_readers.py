@@ -23,21 +23,9 @@ from sdet.errors import UserError
 from sdet.metrics import submission
 from sdet.metrics.protocols import PROTOCOLS
 from sdet.targets.db import make_db_targets
+from helpers import SHARED, write_bytes, write_image
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TD500 = SHARED / "data" / "msra-td500"
-
-
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def _image(path: Path, h: int = 40, w: int = 60) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), np.full((h, w, 3), 128, np.uint8))
-    return path
 
 
 def _polys(samples) -> List[List[List[float]]]:
@@ -72,7 +60,7 @@ def test_registry_names_protocols_and_spec() -> None:
 
 def test_icdar2015_reader_uses_the_scorers_line_parser(tmp_path: Path) -> None:
     assert icdar2015.parse_icdar2015_line is submission.parse_icdar2015_line
-    gt = _write(tmp_path / "gt_img_1.txt", b'\xef\xbb\xbf1,2,3,4,5,6,7,8,"say \\"hi\\", ok"\r\n0,0,9,0,9,9,0,9,###\r\n')
+    gt = write_bytes(tmp_path / "gt_img_1.txt", b'\xef\xbb\xbf1,2,3,4,5,6,7,8,"say \\"hi\\", ok"\r\n0,0,9,0,9,9,0,9,###\r\n')
     first, second = icdar2015.read_icdar2015_gt(gt)[0]
     assert first.text == 'say "hi", ok' and first.polygon.tolist() == [[1, 2], [3, 4], [5, 6], [7, 8]]
     assert second.ignore
@@ -82,11 +70,11 @@ def test_icdar2015_reader_uses_the_scorers_line_parser(tmp_path: Path) -> None:
 
 
 def test_icdar2013_official_layout_both_separators_and_escapes(tmp_path: Path) -> None:
-    _image(tmp_path / "Challenge2_Training_Task12_Images" / "100.jpg")
-    _write(tmp_path / "Challenge2_Training_Task1_GT" / "gt_100.txt",
+    write_image(tmp_path / "Challenge2_Training_Task12_Images" / "100.jpg")
+    write_bytes(tmp_path / "Challenge2_Training_Task1_GT" / "gt_100.txt",
            b'158 128 411 181 "Footpath"\n  3 4 10 20   "say \\"hi\\" \\\\o/" \r\n1 2 3 4\n')
-    _image(tmp_path / "Challenge2_Test_Task12_Images" / "img_1.jpg")
-    _write(tmp_path / "Challenge2_Test_Task1_GT" / "gt_img_1.txt", b'\xef\xbb\xbf38, 43, 920, 215, "Tiredness"\r\n')
+    write_image(tmp_path / "Challenge2_Test_Task12_Images" / "img_1.jpg")
+    write_bytes(tmp_path / "Challenge2_Test_Task1_GT" / "gt_img_1.txt", b'\xef\xbb\xbf38, 43, 920, 215, "Tiredness"\r\n')
     (train,) = load_samples("icdar2013", tmp_path, "train")
     assert Path(train.image_path).name == "100.jpg"
     assert [i.text for i in train.instances] == ["Footpath", 'say "hi" \\o/', ""]
@@ -99,13 +87,13 @@ def test_icdar2013_official_layout_both_separators_and_escapes(tmp_path: Path) -
 
 @pytest.mark.parametrize("line", ['1 2 3 "x"', "1 2 3 4 5 6", '1 2 3 4 "x" y', '9 2 3 4 "left>right"', '1, 2, 3, x, "a"'])
 def test_icdar2013_malformed_lines(tmp_path: Path, line: str) -> None:
-    gt = _write(tmp_path / "gt_1.txt", f'1 2 3 4 "ok"\n{line}\n'.encode())
+    gt = write_bytes(tmp_path / "gt_1.txt", f'1 2 3 4 "ok"\n{line}\n'.encode())
     _bad(lambda: icdar2013.read_gt_file(gt, Problems()), gt, 2)
 
 
 def test_icdar2013_generic_layout_and_unknown_split(tmp_path: Path) -> None:
-    _image(tmp_path / "val" / "images" / "a.png")
-    _write(tmp_path / "val" / "gt" / "gt_a.txt", b'1, 1, 20, 10, "A"\n')
+    write_image(tmp_path / "val" / "images" / "a.png")
+    write_bytes(tmp_path / "val" / "gt" / "gt_a.txt", b'1, 1, 20, 10, "A"\n')
     assert load_samples("icdar2013", tmp_path, "val")[0].instances[0].text == "A"
     with pytest.raises(UserError, match="unknown split 'dev'"):
         load_samples("icdar2013", tmp_path, "dev")
@@ -129,23 +117,23 @@ def test_td500_rotation_hand_computed() -> None:
 
 
 def test_td500_difficult_and_malformed(tmp_path: Path) -> None:
-    _image(tmp_path / "train" / "IMG_0002.JPG")
-    gt = _write(tmp_path / "train" / "IMG_0002.gt", b"0 0 10 20 30 6 0\r\n1 1 0 0 4 2 1.5707963267948966\r\n")
+    write_image(tmp_path / "train" / "IMG_0002.JPG")
+    gt = write_bytes(tmp_path / "train" / "IMG_0002.gt", b"0 0 10 20 30 6 0\r\n1 1 0 0 4 2 1.5707963267948966\r\n")
     (sample,) = load_samples("msra-td500", tmp_path, "train")
     assert [i.ignore for i in sample.instances] == [False, True]
     assert sample.instances[0].polygon.tolist() == [[10, 20], [40, 20], [40, 26], [10, 26]]
     np.testing.assert_allclose(sample.instances[1].polygon, [[3, -1], [3, 3], [1, 3], [1, -1]], atol=1e-5)
     for bad in ("0 0 1 2 3 4", "0 2 1 2 3 4 0", "0 0 1 2 3 4 x", "0 0 1 2 -3 4 0"):
-        _write(gt, f"0 0 10 20 30 6 0\n{bad}\n".encode())
+        write_bytes(gt, f"0 0 10 20 30 6 0\n{bad}\n".encode())
         _bad(lambda: load_samples("msra-td500", tmp_path, "train"), gt, 2)
 
 
 def test_hust_tr400_flat_folder_and_td_tr(tmp_path: Path) -> None:
     for split, stem in (("train", "IMG_1"), ("test", "IMG_2")):
-        _image(tmp_path / "MSRA-TD500" / split / f"{stem}.JPG")
-        _write(tmp_path / "MSRA-TD500" / split / f"{stem}.gt", b"0 0 1 1 20 8 0\n")
-    _image(tmp_path / "HUST-TR400" / "IMG_9.JPG")
-    _write(tmp_path / "HUST-TR400" / "IMG_9.gt", b"0 1 1 1 20 8 0\n")
+        write_image(tmp_path / "MSRA-TD500" / split / f"{stem}.JPG")
+        write_bytes(tmp_path / "MSRA-TD500" / split / f"{stem}.gt", b"0 0 1 1 20 8 0\n")
+    write_image(tmp_path / "HUST-TR400" / "IMG_9.JPG")
+    write_bytes(tmp_path / "HUST-TR400" / "IMG_9.gt", b"0 1 1 1 20 8 0\n")
     assert [Path(s.image_path).name for s in load_samples("hust-tr400", tmp_path / "HUST-TR400", "train")] == ["IMG_9.JPG"]
     with pytest.raises(UserError, match="unknown split"):
         load_samples("hust-tr400", tmp_path / "HUST-TR400", "test")
@@ -183,8 +171,8 @@ LEGACY = (
 
 
 def test_total_text_legacy_multiline_official_layout(tmp_path: Path) -> None:
-    _image(tmp_path / "Images" / "Train" / "img11.jpg")
-    _write(tmp_path / "Groundtruth" / "Text" / "Train" / "poly_gt_img11.txt", LEGACY.encode())
+    write_image(tmp_path / "Images" / "Train" / "img11.jpg")
+    write_bytes(tmp_path / "Groundtruth" / "Text" / "Train" / "poly_gt_img11.txt", LEGACY.encode())
     (sample,) = load_samples("total-text", tmp_path, "train")
     first, curved, dont_care = sample.instances
     assert first.text == "nauGHTY" and first.polygon.tolist() == [[115, 322], [503, 346], [494, 426], [115, 404]]
@@ -194,23 +182,23 @@ def test_total_text_legacy_multiline_official_layout(tmp_path: Path) -> None:
 
 
 def test_total_text_legacy_errors_name_the_record_start(tmp_path: Path) -> None:
-    gt = _write(tmp_path / "poly_gt_img1.txt", (LEGACY + "x: [[1 2 3]], y: [[1 2]],\n ornt: [u'h'], transcriptions: [u'a']\n").encode())
+    gt = write_bytes(tmp_path / "poly_gt_img1.txt", (LEGACY + "x: [[1 2 3]], y: [[1 2]],\n ornt: [u'h'], transcriptions: [u'a']\n").encode())
     _bad(lambda: totaltext.read_gt_file(gt, Problems()), gt, 6)
-    _write(gt, b"x: [[1 2 3]], y: [[1 2 3]], ornt: [u'h'], transcriptions: [nope]\n")
+    write_bytes(gt, b"x: [[1 2 3]], y: [[1 2 3]], ornt: [u'h'], transcriptions: [nope]\n")
     _bad(lambda: totaltext.read_gt_file(gt, Problems()), gt, 1)
 
 
 def test_total_text_csv_polygons_db_layout(tmp_path: Path) -> None:
-    _image(tmp_path / "test_images" / "img1.jpg")
+    write_image(tmp_path / "test_images" / "img1.jpg")
     lines = "1,1,10,1,20,5,20,15,10,20,1,15,Hello, world\n2,2,8,2,8,8,2,8,2019\n0,0,5,0,5,5,###\n"
-    _write(tmp_path / "test_gts" / "img1.jpg.txt", lines.encode())
+    write_bytes(tmp_path / "test_gts" / "img1.jpg.txt", lines.encode())
     (sample,) = load_samples("total-text", tmp_path, "test")
     six, numeric, dont_care = sample.instances
     assert six.text == "Hello, world" and six.polygon.shape == (6, 2) and six.polygon[4].tolist() == [10, 20]
     assert numeric.text == "2019" and numeric.polygon.shape == (4, 2)
     assert dont_care.ignore and dont_care.polygon.shape == (3, 2)
     gt = tmp_path / "test_gts" / "img1.jpg.txt"
-    _write(gt, b"1,1,10,1,word\n")
+    write_bytes(gt, b"1,1,10,1,word\n")
     _bad(lambda: load_samples("total-text", tmp_path, "test"), gt, 1)
 
 
@@ -219,9 +207,9 @@ def test_total_text_csv_polygons_db_layout(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk"])
 def test_casia10k_encodings(tmp_path: Path, encoding: str) -> None:
-    _image(tmp_path / "train" / "PAL00003.jpg")
+    write_image(tmp_path / "train" / "PAL00003.jpg")
     text = "10,10,50,10,50,30,10,30,中国银行\r\n60,10,90,10,90,30,60,30,###\r\n"
-    _write(tmp_path / "train" / "PAL00003.txt", text.encode(encoding))
+    write_bytes(tmp_path / "train" / "PAL00003.txt", text.encode(encoding))
     (sample,) = load_samples("casia-10k", tmp_path, "train")
     assert [i.text for i in sample.instances] == ["中国银行", "###"]
     assert [i.ignore for i in sample.instances] == [False, True]
@@ -229,11 +217,11 @@ def test_casia10k_encodings(tmp_path: Path, encoding: str) -> None:
 
 
 def test_casia10k_undecodable_line_and_orphan_gt(tmp_path: Path) -> None:
-    _image(tmp_path / "test" / "PAL00001.jpg")
-    gt = _write(tmp_path / "test" / "PAL00001.txt", b"1,1,9,1,9,9,1,9,ok\n1,1,9,1,9,9,1,9,\x80\xff\n")
+    write_image(tmp_path / "test" / "PAL00001.jpg")
+    gt = write_bytes(tmp_path / "test" / "PAL00001.txt", b"1,1,9,1,9,9,1,9,ok\n1,1,9,1,9,9,1,9,\x80\xff\n")
     _bad(lambda: load_samples("casia-10k", tmp_path, "test"), gt, 2)
-    _write(gt, b"1,1,9,1,9,9,1,9,ok\n")
-    orphan = _write(tmp_path / "test" / "PAL00002.txt", b"1,1,9,1,9,9,1,9,ok\n")
+    write_bytes(gt, b"1,1,9,1,9,9,1,9,ok\n")
+    orphan = write_bytes(tmp_path / "test" / "PAL00002.txt", b"1,1,9,1,9,9,1,9,ok\n")
     with pytest.raises(UserError, match="image not found") as info:
         load_samples("casia-10k", tmp_path, "test")
     assert info.value.path == str(orphan)
@@ -247,9 +235,9 @@ def _label_line(image: str, anns) -> str:
 
 
 def test_paddle_label_file_and_folder_roots(tmp_path: Path) -> None:
-    _image(tmp_path / "imgs" / "a.jpg")
-    _image(tmp_path / "imgs" / "b.jpg")
-    label = _write(tmp_path / "train_icdar2015_label.txt", (
+    write_image(tmp_path / "imgs" / "a.jpg")
+    write_image(tmp_path / "imgs" / "b.jpg")
+    label = write_bytes(tmp_path / "train_icdar2015_label.txt", (
         _label_line("imgs/a.jpg", [
             {"transcription": "曲线", "points": [[1, 1], [5, 0], [9, 1], [9, 5], [5, 4], [1, 5]]},
             {"transcription": "###", "points": [[0, 0], [4, 0], [4, 4], [0, 4]]},
@@ -275,8 +263,8 @@ def test_paddle_label_file_and_folder_roots(tmp_path: Path) -> None:
     "imgs/missing.jpg\t[]",
 ])
 def test_paddle_label_malformed_lines(tmp_path: Path, line: str) -> None:
-    _image(tmp_path / "imgs" / "a.jpg")
-    label = _write(tmp_path / "train_label.txt", ("imgs/a.jpg\t[]\n" + line + "\n").encode())
+    write_image(tmp_path / "imgs" / "a.jpg")
+    label = write_bytes(tmp_path / "train_label.txt", ("imgs/a.jpg\t[]\n" + line + "\n").encode())
     _bad(lambda: load_samples("paddle-label", tmp_path, "train"), label, 2)
 
 
@@ -284,8 +272,8 @@ def test_paddle_label_malformed_lines(tmp_path: Path, line: str) -> None:
 
 
 def test_skip_bad_warns_per_line_and_totals(tmp_path: Path) -> None:
-    _image(tmp_path / "train" / "IMG_1.JPG")
-    _write(tmp_path / "train" / "IMG_1.gt", b"0 0 1 1 9 9 0\nbad\n0 0 1 1 9 9\n0 1 2 2 9 9 0\n")
+    write_image(tmp_path / "train" / "IMG_1.JPG")
+    write_bytes(tmp_path / "train" / "IMG_1.gt", b"0 0 1 1 9 9 0\nbad\n0 0 1 1 9 9\n0 1 2 2 9 9 0\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         (sample,) = load_samples("msra-td500", tmp_path, "train", skip_bad=True)
@@ -297,9 +285,9 @@ def test_skip_bad_warns_per_line_and_totals(tmp_path: Path) -> None:
 
 
 def test_skip_bad_leaves_out_images_without_ground_truth(tmp_path: Path) -> None:
-    _image(tmp_path / "train" / "PAL1.jpg")
-    _image(tmp_path / "train" / "PAL2.jpg")
-    _write(tmp_path / "train" / "PAL1.txt", b"1,1,9,1,9,9,1,9,a\n")
+    write_image(tmp_path / "train" / "PAL1.jpg")
+    write_image(tmp_path / "train" / "PAL2.jpg")
+    write_bytes(tmp_path / "train" / "PAL1.txt", b"1,1,9,1,9,9,1,9,a\n")
     with pytest.raises(UserError, match="no ground-truth file PAL2.txt"):
         load_samples("casia-10k", tmp_path, "train")
     with warnings.catch_warnings():
@@ -372,8 +360,8 @@ def test_mix_schedule_deterministic_ratios_and_epochs() -> None:
 
 def _generic_set(root: Path, stems: List[str]) -> Path:
     for stem in stems:
-        _image(root / "train" / "images" / f"{stem}.jpg", 64, 64)
-        _write(root / "train" / "gt" / f"gt_{stem}.txt", b"8,8,40,8,40,30,8,30,w\n")
+        write_image(root / "train" / "images" / f"{stem}.jpg", 64, 64)
+        write_bytes(root / "train" / "gt" / f"gt_{stem}.txt", b"8,8,40,8,40,30,8,30,w\n")
     return root
 
 
