@@ -67,8 +67,9 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
     out.mkdir(parents=True, exist_ok=True)
     load_config(config, list(common))  # fail on a bad config before any training starts
     runs: Dict[str, List[dict]] = {}
-    for variant in variants:
-        for seed in seeds:
+    # seed-major, so an interrupted comparison holds every variant for the seeds it finished
+    for seed in seeds:
+        for variant in variants:
             run_dir = out / variant.name / f"seed{seed}"
             result = run_one(config, [*common, *variant.overrides, f"train.seed={seed}"], run_dir, progress)
             runs.setdefault(variant.name, []).append(result)
