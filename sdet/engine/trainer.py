@@ -115,6 +115,11 @@ class Trainer:
         self.det_loss = build_loss(cfg)
         ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps)
         self.method = build_method(cfg.method, ctx).to(self.device)
+        # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
+        self.channels_last = cfg.train.channels_last and self.device.type == "cpu"
+        if self.channels_last:
+            self.detector.to(memory_format=torch.channels_last)
+            self.method.to(memory_format=torch.channels_last)
         params = list(self.detector.parameters()) + list(self.method.parameters())
         self.optimizer = build_optimizer(params, cfg.train)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
@@ -257,6 +262,8 @@ class Trainer:
     def _train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
         set_lr(self.optimizer, lr_at(self.step, self.cfg.train))
         self.optimizer.zero_grad(set_to_none=True)
+        if self.channels_last:
+            batch = {**batch, "image": batch["image"].contiguous(memory_format=torch.channels_last)}
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             terms = self.method(batch, self.step)
         loss = sum(terms.values())
