@@ -99,3 +99,35 @@ def test_init_from_other_architecture_is_a_user_error(synth_root, tmp_path):
         f"train.init_from={tmp_path / 'src' / 'best.pt'}", "model.neck.inner_channels=48"])
     with pytest.raises(UserError, match="does not fit the model"):
         Trainer(cfg, progress=False).run()
+
+
+def test_channels_last_training_matches_contiguous_and_loads_anywhere(synth_root, tmp_path):
+    """NHWC is a speed choice only: same losses and weights up to float rounding; checkpoints
+    load into a plain (contiguous) detector; the sdet aux head is converted with the detector."""
+    runs = {}
+    for layout in ("true", "false"):
+        out = tmp_path / layout
+        cfg = load_config(None, tiny_overrides(synth_root, out, steps=2)
+                          + [f"train.channels_last={layout}", "method.name=sdet", "method.options.aux_type=C",
+                             "train.optimizer=sgd", "train.lr=0.01"])  # Adam's first steps amplify rounding (sign)
+        trainer = Trainer(cfg, progress=False)
+        trainer.run()
+        conv = next(p for p in trainer.detector.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+        aux = next(p for p in trainer.method.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+        nhwc = layout == "true"
+        assert conv.is_contiguous(memory_format=torch.channels_last) == nhwc
+        assert conv.is_contiguous() != nhwc
+        assert aux.is_contiguous(memory_format=torch.channels_last) == nhwc
+        runs[layout] = (out, [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()])
+    (nhwc_dir, nhwc_log), (nchw_dir, nchw_log) = runs["true"], runs["false"]
+    for a, b in zip(nhwc_log, nchw_log):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    a, b = _weights(nhwc_dir / "last.pt"), _weights(nchw_dir / "last.pt")
+    for key in a:
+        if a[key].is_floating_point():
+            assert torch.allclose(a[key], b[key], atol=1e-5), key
+    detector, _, _ = load_detector(nhwc_dir / "best.pt")
+    x = torch.rand(1, 3, 64, 64)
+    plain, _, _ = load_detector(nchw_dir / "best.pt")
+    with torch.no_grad():
+        assert torch.allclose(detector.eval()(x).logits["prob"], plain.eval()(x).logits["prob"], atol=1e-3)
