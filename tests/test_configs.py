@@ -5,7 +5,7 @@ import pytest
 
 from sdet.config import load_config
 from sdet.losses import build_loss
-from sdet.methods import MethodContext, build_method
+from sdet.methods import MethodContext, build_method, method_class
 from sdet.models.detector import build_detector
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -19,7 +19,11 @@ def test_configs_exist():
 def test_config_builds(path: Path):
     cfg = load_config(str(path))
     detector = build_detector(cfg.model)
-    method = build_method(cfg.method, MethodContext(detector, build_loss(cfg), cfg.train.max_steps))
+    teacher = None
+    if method_class(cfg.method.name).needs_teacher:  # given at training time; here: the folder's R50 recipe
+        assert cfg.method.teacher == ""
+        teacher = build_detector(load_config(str(path.parent / f"r50_{cfg.model.type}.yaml")).model).eval()
+    method = build_method(cfg.method, MethodContext(detector, build_loss(cfg), cfg.train.max_steps, teacher))
     assert cfg.train.out_dir.startswith("runs/")
     if "sdet" in path.stem:
         assert cfg.method.name == "sdet"

@@ -31,6 +31,18 @@ def test_viz_entropy_shows_aux_head_only_for_training_checkpoints(synth_root, tm
     assert cv2.imread(str(tmp_path / "infer.png")).shape[:2] == (height, 2 * width)
 
 
+def test_viz_entropy_on_a_teacher_method_checkpoint_shows_the_main_head(synth_root, tmp_path, capsys):
+    """A FitNets training checkpoint has method state (its regressor) but no aux head, and no teacher at viz time."""
+    teacher = tmp_path / "teacher"
+    Trainer(load_config(None, tiny_overrides(synth_root, teacher, steps=1)), progress=False).run()
+    run = tmp_path / "st"
+    overrides = tiny_overrides(synth_root, run, steps=1) + ["method.name=fitnets", f"method.teacher={teacher / 'best.pt'}"]
+    Trainer(load_config(None, overrides), progress=False).run()
+    image = sorted((synth_root / "test" / "images").iterdir())[0]
+    assert main(["viz", "entropy", str(run / "last.pt"), str(image), "--out", str(tmp_path / "st.png")]) == 0
+    assert "no auxiliary head" in capsys.readouterr().out
+
+
 def test_entropy_maps_are_bits_and_the_aux_map_is_its_own(synth_root, tmp_path):
     from sdet.deploy.entropy_view import entropy_maps
 

@@ -34,11 +34,13 @@ def _aux_method(ckpt: dict, detector: torch.nn.Module, cfg) -> Optional[torch.nn
     if ckpt.get("kind") != "training" or not ckpt.get("method"):
         return None
     from sdet.losses import build_loss
-    from sdet.methods import MethodContext, build_method
+    from sdet.methods import MethodContext, build_method, method_class
 
+    if not hasattr(method_class(cfg.method.name), "aux_logit"):  # only SDET has one (teacher methods need theirs)
+        return None
     method = build_method(cfg.method, MethodContext(detector, build_loss(cfg), cfg.train.max_steps))
     method.load_state_dict(ckpt["method"])
-    return method.eval() if hasattr(method, "aux_logit") else None
+    return method.eval()
 
 
 @torch.no_grad()

@@ -23,15 +23,17 @@ from torch.utils.data import DataLoader
 from sdet.config import Config, config_to_dict
 from sdet.data.datasets import TrainDataset, load_split
 from sdet.data.formats import eval_protocol
-from sdet.engine.checkpoint import FORMAT, VERSION, atomic_save, inference_state, load_checkpoint, load_weights_into
+from sdet.engine.checkpoint import (
+    FORMAT, VERSION, atomic_save, inference_state, load_checkpoint, load_detector, load_weights_into,
+)
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
 from sdet.engine.sampler import StreamBatchSampler
 from sdet.engine.runtime import tune_glibc_malloc
 from sdet.errors import UserError
 from sdet.losses import build_loss
-from sdet.methods import MethodContext, build_method
-from sdet.models.detector import build_detector
+from sdet.methods import MethodContext, build_method, method_class
+from sdet.models.detector import Detector, build_detector
 
 
 class TrainingDiverged(UserError):
@@ -113,10 +115,11 @@ class Trainer:
             load_weights_into(self.detector, load_checkpoint(cfg.train.init_from), cfg.train.init_from)
         self.detector.to(self.device)
         self.det_loss = build_loss(cfg)
-        ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps)
-        self.method = build_method(cfg.method, ctx).to(self.device)
         # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
         self.channels_last = cfg.train.channels_last and self.device.type == "cpu"
+        self.teacher = self._load_teacher()
+        ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps, self.teacher)
+        self.method = build_method(cfg.method, ctx).to(self.device)
         if self.channels_last:
             self.detector.to(memory_format=torch.channels_last)
             self.method.to(memory_format=torch.channels_last)
@@ -127,6 +130,32 @@ class Trainer:
         self.step = 0
         self.best_hmean = -1.0
         self.last_metrics: Dict[str, float] = {}
+
+    def _load_teacher(self) -> Optional[Detector]:
+        """The frozen teacher named by method.teacher: eval mode, no gradients, on the student's device.
+
+        It is held only in the method context (never in the optimiser or a checkpoint), so a resumed
+        run loads it again from the same path. A missing or unused teacher is build_method's error.
+        """
+        cfg = self.cfg
+        path = cfg.method.teacher
+        if not path or not method_class(cfg.method.name).needs_teacher:
+            return None
+        try:
+            with torch.random.fork_rng(devices=[]):  # building it must not shift the student's random stream
+                teacher, teacher_cfg, _ = load_detector(path)
+        except UserError as exc:
+            raise UserError(f"method.teacher: {exc.message}", exc.path) from None
+        if teacher_cfg.model.type != cfg.model.type:
+            raise UserError(
+                f"method.teacher is a '{teacher_cfg.model.type}' detector but the student (model.type) is "
+                f"'{cfg.model.type}': the teacher must be of the same type", path
+            )
+        teacher.eval().requires_grad_(False)
+        teacher.to(self.device)
+        if self.channels_last:
+            teacher.to(memory_format=torch.channels_last)
+        return teacher
 
     def _training_state(self) -> Dict[str, Any]:
         return {

@@ -10,6 +10,8 @@ from typing import Callable, Dict
 
 from torch import Tensor, nn
 
+from sdet.methods.blocks import bottleneck
+
 
 class LinearAux(nn.Module):
     def __init__(self, channels: int):
@@ -25,12 +27,7 @@ class BottleneckAux(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        mid = max(channels // 4, 1)
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, channels, 1, bias=False), nn.BatchNorm2d(channels),
-        )
+        self.body = bottleneck(channels, channels)
         self.relu = nn.ReLU(inplace=True)
         self.logit = nn.Conv2d(channels, 1, 1)
 

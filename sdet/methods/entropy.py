@@ -3,6 +3,9 @@
 E(z) = (softplus(z) - z * sigmoid(z)) / ln 2 bits, the entropy of Bernoulli(sigmoid(z)).
 Written from the logit it is exact at z = 0 (1 bit), symmetric in z, and its gradient
 -z s (1 - s) / ln 2 stays bounded for any |z|, unlike the p log p form.
+
+`binary_kl_from_logits` is the per-pixel binary KL between two text maps given as logits,
+shared by every method that matches one text map to another (BYOT, soft-target KD).
 """
 from __future__ import annotations
 
@@ -21,6 +24,22 @@ def binary_entropy(logit: Tensor) -> Tensor:
     z = logit.float() if logit.dtype in (torch.float16, torch.bfloat16) else logit
     ent = (F.softplus(z) - z * torch.sigmoid(z)) / LN2
     return ent.to(logit.dtype)
+
+
+def binary_kl_from_logits(target_logit: Tensor, logit: Tensor, tau: float = 1.0) -> Tensor:
+    """Per-pixel KLb(sigmoid(target_logit / tau) || sigmoid(logit / tau)) in nats, not reduced.
+
+    Written as BCEWithLogits(z_q, target=p) - H(p) (docs: METHODS.md section 0), so it is stable
+    for any logits and its gradient in `logit`, (sigmoid(z_q) - p) / tau, stays bounded. The
+    tau^2 factor of Hinton-style KD is left to the caller, and so is detaching the target.
+    Computed in float32 at least so float16 inputs stay finite.
+    """
+    z_p = target_logit.float() if target_logit.dtype in (torch.float16, torch.bfloat16) else target_logit
+    z_q = logit.float() if logit.dtype in (torch.float16, torch.bfloat16) else logit
+    z_p, z_q = z_p / tau, z_q / tau
+    p = torch.sigmoid(z_p)
+    entropy_nats = F.softplus(z_p) - z_p * p
+    return F.binary_cross_entropy_with_logits(z_q, p, reduction="none") - entropy_nats
 
 
 def binary_entropy_np(prob: np.ndarray, eps: float = 1e-7) -> np.ndarray:
