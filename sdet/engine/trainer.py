@@ -2,7 +2,7 @@
 
 Guarantees: seeded and deterministic on CPU; every checkpoint write is atomic; `resume`
 continues the same run bit for bit (batches are a pure function of seed and step, see
-sampler.py; model, method, optimiser and RNG state are restored); a NaN/inf loss stops
+sampler.py; model, method, optimisers (a method's own too) and RNG state are restored); a NaN/inf loss stops
 the run with a one-line error and leaves the last good checkpoint in place.
 """
 from __future__ import annotations
@@ -123,13 +123,14 @@ class Trainer:
         if self.channels_last:
             self.detector.to(memory_format=torch.channels_last)
             self.method.to(memory_format=torch.channels_last)
-        params = list(self.detector.parameters()) + list(self.method.parameters())
+        params = list(self.detector.parameters()) + list(self.method.optimized_parameters())
         self.optimizer = build_optimizer(params, cfg.train)
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         self.step = 0
         self.best_hmean = -1.0
         self.last_metrics: Dict[str, float] = {}
+        self.resume_rng: Optional[torch.Tensor] = None
 
     def _load_teacher(self) -> Optional[Detector]:
         """The frozen teacher named by method.teacher: eval mode, no gradients, on the student's device.
@@ -166,6 +167,7 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.detector.state_dict().items()},
             "method": {k: v.detach().cpu() for k, v in self.method.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
+            "method_extra": self.method.extra_state(),  # a method's own optimiser (SKD's discriminator)
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "step": self.step,
             "best_hmean": self.best_hmean,
@@ -180,12 +182,13 @@ class Trainer:
         self.detector.load_state_dict(ckpt["model"])
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.method.load_extra_state(ckpt.get("method_extra", {}))
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         self.best_hmean = float(ckpt["best_hmean"])
         self.last_metrics = dict(ckpt.get("metrics", {}))
-        torch.set_rng_state(ckpt["torch_rng"])
+        self.resume_rng = ckpt["torch_rng"]  # set once the loader exists: creating it draws from the stream
 
     def _loader(self, dataset: TrainDataset) -> DataLoader:
         cfg = self.cfg
@@ -250,6 +253,8 @@ class Trainer:
         window_steps = 0
         try:
             loader_iter = iter(self._loader(dataset)) if self.step < cfg.train.max_steps else iter(())
+            if self.resume_rng is not None:  # the stream continues exactly where the interrupted run left it
+                torch.set_rng_state(self.resume_rng)
             while self.step < cfg.train.max_steps:
                 if self.stop_after is not None and steps_here >= self.stop_after:
                     break
@@ -298,12 +303,7 @@ class Trainer:
         loss = sum(terms.values())
         values = {k: float(v.detach()) for k, v in terms.items()}
         values["loss"] = float(loss.detach())
-        if not math.isfinite(values["loss"]):
-            bad = ", ".join(f"{k}={v}" for k, v in values.items())
-            raise TrainingDiverged(
-                f"loss is not finite at step {self.step} ({bad}); stopped, last good checkpoint kept at "
-                f"{self.out_dir / 'last.pt'}", self.out_dir
-            )
+        self._check_finite(values)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -318,7 +318,17 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        return values
+        extra = self.method.after_step(self.step)  # e.g. SKD's discriminator update; returns values to log
+        self._check_finite(extra)  # raised before this step's checkpoint: the last good one is kept
+        return {**values, **extra}
+
+    def _check_finite(self, values: Dict[str, float]) -> None:
+        if not all(math.isfinite(v) for v in values.values()):
+            bad = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise TrainingDiverged(
+                f"loss is not finite at step {self.step} ({bad}); stopped, last good checkpoint kept at "
+                f"{self.out_dir / 'last.pt'}", self.out_dir
+            )
 
 
 def _next_batch(loader_iter):

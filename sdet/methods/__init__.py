@@ -12,6 +12,7 @@ from sdet.methods.fitnets import FitNets
 from sdet.methods.ka import KA
 from sdet.methods.sad import SAD
 from sdet.methods.sdet import SDET
+from sdet.methods.skd import SKD
 from sdet.methods.soft_target import SoftTarget
 
 METHODS: Dict[str, Type[Method]] = {
@@ -23,6 +24,7 @@ METHODS: Dict[str, Type[Method]] = {
     "soft_target": SoftTarget,
     "fitnets": FitNets,
     "ka": KA,
+    "skd": SKD,
 }
 
 

@@ -6,14 +6,18 @@ detector is held by reference and deliberately *not* registered as a submodule, 
 never contains training-only ones: inference checkpoints and exports are identical
 in structure for every method.
 
-The teacher of a teacher-based method (ST, FitNets, KA) lives in the context for the
+The teacher of a teacher-based method (ST, FitNets, KA, SKD) lives in the context for the
 same reason: it is frozen, runs in eval mode under `no_grad`, and never enters the
 method's state, the optimiser or any checkpoint (resume reloads it from `method.teacher`).
+
+A method that trains a module of its own against the student with a separate optimiser (SKD's
+discriminator) uses the hooks `optimized_parameters`, `after_step` and `extra_state`; their
+defaults leave every other method exactly as a plain loss.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -61,3 +65,19 @@ class Method(nn.Module):
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:
         raise NotImplementedError
+
+    # hooks for a method that trains a module of its own with its own optimiser (see the module docstring)
+    def optimized_parameters(self) -> Iterator[nn.Parameter]:
+        """What the trainer's main optimiser updates besides the detector."""
+        return self.parameters()
+
+    def after_step(self, step: int) -> Dict[str, float]:
+        """Called after the student's optimiser step, outside autocast; returns extra values to log."""
+        return {}
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Method-owned optimiser state that the training checkpoint keeps for an exact resume."""
+        return {}
+
+    def load_extra_state(self, state: Dict[str, Any]) -> None:
+        """Restores what `extra_state` returned."""
