@@ -108,6 +108,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from sdet.experiments.reproduce import (
+        BACKBONES, DATA_NAMES, parse_named_paths, parse_seeds_or_count, reproduce, roots_under,
+    )
+
+    roots = {**roots_under(args.data_root), **parse_named_paths(args.data, DATA_NAMES, "--data")}
+    reproduce(args.table, roots, parse_seeds_or_count(args.seeds), Path(args.out),
+              args.overrides, dry_run=args.dry_run, progress=not args.no_progress and sys.stderr.isatty(),
+              pretrained=parse_named_paths(args.pretrained, sorted(set(BACKBONES.values())), "--pretrained"))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from sdet.deploy.onnx_export import export_onnx
 
@@ -213,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("reproduce", help="train and evaluate a table of the paper over seeds, beside its numbers "
+                                         "(docs/REPRODUCTION.md)")
+    p.add_argument("table", help="1..6 (or table1..table6) or all")
+    p.add_argument("overrides", nargs="*", help="key=value overrides applied to every run, e.g. train.max_steps=1000")
+    p.add_argument("--data", action="append", default=[], metavar="NAME=ROOT",
+                   help="a dataset root (repeat): icdar2013, icdar2015, td500, hust-tr400 (with td500: TD-TR), "
+                        "total-text, casia-10k")
+    p.add_argument("--data-root", help="a folder holding the datasets as sub-folders named as --data's NAMEs "
+                                       "(or msra-td500, HUST-TR400, Total-Text, CASIA-10K); --data wins")
+    p.add_argument("--pretrained", action="append", default=[], metavar="NAME=PATH",
+                   help="ImageNet state dict for a backbone (repeat): mv3 (MobileNetV3-large), r50 (ResNet50)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds, or a count N for seeds 0..N-1")
+    p.add_argument("--out", default="runs/reproduce")
+    p.add_argument("--dry-run", action="store_true", help="print every run as its `sdet train` command; train nothing")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("export", help="export the aux-free inference graph to ONNX (checked with onnxruntime)")
     p.add_argument("checkpoint")

@@ -40,6 +40,11 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def format_result(result: dict) -> str:
+    return (f"P {result['precision']:.4f} R {result['recall']:.4f} F {result['hmean']:.4f} "
+            f"({result['train_seconds'] / 60:.1f} min)")
+
+
 def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, progress: bool) -> dict:
     from sdet.data.datasets import load_split
     from sdet.engine.checkpoint import load_detector
@@ -74,8 +79,7 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
             result = run_one(config, [*common, *variant.overrides, f"train.seed={seed}"], run_dir, progress)
             runs.setdefault(variant.name, []).append(result)
             if echo:
-                echo(f"[compare] {variant.name} seed {seed}: P {result['precision']:.4f} R {result['recall']:.4f} "
-                     f"F {result['hmean']:.4f} ({result['train_seconds'] / 60:.1f} min)")
+                echo(f"[compare] {variant.name} seed {seed}: {format_result(result)}")
     summary = {
         name: {m: vars(summarize([r[m] for r in results])) for m in METRICS} | {"runs": results}
         for name, results in runs.items()
