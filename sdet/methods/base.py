@@ -17,12 +17,26 @@ defaults leave every other method exactly as a plain loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from sdet.errors import UserError
 from sdet.models.detector import Detector, DetectorOutput
+
+
+def require_choice(option: str, value: Any, choices: Sequence[Any]) -> None:
+    """A one-line config error naming `method.options.<option>` when `value` is not one of `choices`."""
+    if value not in choices:
+        raise UserError(f"method.options.{option} must be one of {tuple(choices)}, got '{value}'", "<config>")
+
+
+def require_distinct_choices(option: str, values: Sequence[Any], choices: Sequence[Any]) -> None:
+    """The same for a non-empty list option whose items must be distinct choices."""
+    if not values or len(set(values)) != len(values) or any(v not in choices for v in values):
+        raise UserError(f"method.options.{option} must be distinct names from {tuple(choices)}, got {list(values)}",
+                        "<config>")
 
 
 @dataclass

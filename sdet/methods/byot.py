@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 from torch import Tensor, nn
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_distinct_choices
 from sdet.methods.blocks import bottleneck, conv_bn
 from sdet.methods.entropy import binary_kl_from_logits
 from sdet.methods.sdet import upsample_to
@@ -49,11 +49,7 @@ class BYOT(Method):
 
     def __init__(self, ctx: MethodContext, options: BYOTOptions):
         super().__init__(ctx, options)
-        unknown = [name for name in options.sections if name not in SECTIONS]
-        if unknown or not options.sections or len(set(options.sections)) != len(options.sections):
-            raise UserError(
-                f"method.options.sections must be distinct names from {SECTIONS}, got {list(options.sections)}", "<config>"
-            )
+        require_distinct_choices("sections", options.sections, SECTIONS)
         if options.tau <= 0 or not 0.0 <= options.alpha <= 1.0 or options.lam < 0:
             raise UserError(
                 f"method.options need tau > 0, 0 <= alpha <= 1, lam >= 0; got tau={options.tau}, "

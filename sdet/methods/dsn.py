@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_distinct_choices
 from sdet.methods.sdet import LEVELS, upsample_to
 from sdet.models.detector import DetectorOutput
 
@@ -44,11 +44,7 @@ class DSN(Method):
 
     def __init__(self, ctx: MethodContext, options: DSNOptions):
         super().__init__(ctx, options)
-        unknown = [name for name in options.levels if name not in LEVELS]
-        if unknown or not options.levels or len(set(options.levels)) != len(options.levels):
-            raise UserError(
-                f"method.options.levels must be distinct names from {LEVELS}, got {list(options.levels)}", "<config>"
-            )
+        require_distinct_choices("levels", options.levels, LEVELS)
         if options.alpha < 0 or options.gamma < 0:
             raise UserError(
                 f"method.options.alpha and gamma must be >= 0, got {options.alpha} and {options.gamma}", "<config>"

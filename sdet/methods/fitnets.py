@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.blocks import conv_bn
 from sdet.methods.sdet import upsample_to
 from sdet.methods.soft_target import soft_target_loss
@@ -59,8 +59,7 @@ class FitNets(Method):
 
     def __init__(self, ctx: MethodContext, options: FitNetsOptions):
         super().__init__(ctx, options)
-        if options.hint not in HINTS:
-            raise UserError(f"method.options.hint must be one of {HINTS}, got '{options.hint}'", "<config>")
+        require_choice("hint", options.hint, HINTS)
         if options.regressor_kernel not in (1, 3):
             raise UserError(f"method.options.regressor_kernel must be 1 or 3, got {options.regressor_kernel}", "<config>")
         if options.regressor_act not in ("auto", "relu", "none"):

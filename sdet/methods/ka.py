@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.blocks import conv_bn
 from sdet.methods.sdet import upsample_to
 from sdet.models.detector import DetectorOutput
@@ -90,8 +90,7 @@ class KA(Method):
 
     def __init__(self, ctx: MethodContext, options: KAOptions):
         super().__init__(ctx, options)
-        if options.affinity_loss not in AFFINITY_LOSSES:
-            raise UserError(f"method.options.affinity_loss must be one of {AFFINITY_LOSSES}, got '{options.affinity_loss}'", "<config>")
+        require_choice("affinity_loss", options.affinity_loss, AFFINITY_LOSSES)
         teacher_channels = ctx.teacher.neck.inner_channels
         latent = options.latent_channels or max(teacher_channels // 2, 1)
         self.encoder = to_sixteenth(teacher_channels, latent)

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from sdet.errors import UserError
 from sdet.methods.aux_heads import build_aux_head
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import DetectorOutput
 
@@ -67,8 +67,7 @@ class SDET(Method):
 
     def __init__(self, ctx: MethodContext, options: SDETOptions):
         super().__init__(ctx, options)
-        if options.level not in LEVELS:
-            raise UserError(f"method.options.level must be one of {LEVELS}, got '{options.level}'", "<config>")
+        require_choice("level", options.level, LEVELS)
         if options.aux_type not in ("A", "B", "C"):
             raise UserError(f"method.options.aux_type must be A, B or C, got '{options.aux_type}'", "<config>")
         self.level_index = LEVELS.index(options.level)
