@@ -18,7 +18,7 @@ BENCHMARKS = [
     "bench_inference.py",
     "bench_paddle_inference.py",
     "bench_train_throughput.py",
-    "bench_sdet_step.py",
+    "bench_method_step.py",
 ]
 
 
