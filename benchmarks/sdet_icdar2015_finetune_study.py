@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=960, help="training crop (960: the checkpoint's own)")
     parser.add_argument("--out", default=str(REPO / "runs" / "sdet_ic15_study"))
     parser.add_argument("--variant", action="append", help="override the default variants (NAME:k=v,...)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every run (e.g. train.channels_last=false)")
     args = parser.parse_args(argv)
     if not (PADDLE_WEIGHTS / "best_accuracy.pdparams").exists() or not ICDAR2015.is_dir():
         print(f"sdet_icdar2015_finetune_study: skipped, needs {PADDLE_WEIGHTS} and {ICDAR2015}")
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line("sdet_icdar2015_finetune_study", 2), flush=True)
     common = [f"data.root={ICDAR2015}", f"train.init_from={imported}", f"train.max_steps={args.steps}",
               f"data.image_size={args.image_size}", "train.save_every=50", "train.log_every=10"]
+    common += args.overrides
     run_comparison(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), common,
                    [parse_variant(v) for v in (args.variant or VARIANTS)], [int(s) for s in args.seeds.split(",")],
                    out, echo=lambda m: print(m, flush=True))

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--out", default=str(REPO / "runs" / "sdet_synth_study"))
     parser.add_argument("--variant", action="append", help="override the default variants (NAME:k=v,...)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for every run (e.g. train.channels_last=false)")
     args = parser.parse_args(argv)
 
     from sdet.data.synth import generate_dataset
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_dataset(data, num_train=400, num_test=60, seed=0)
     print(machine_line("sdet_synthetic_study", 2), flush=True)
     common = [o for o in demo_overrides(data, out / "unused", 0, args.steps) if not o.startswith(("train.out_dir", "train.seed"))]
+    common += args.overrides
     run_comparison(None, common, [parse_variant(v) for v in (args.variant or VARIANTS)],
                    [int(s) for s in args.seeds.split(",")], out, echo=lambda m: print(m, flush=True))
     return 0
