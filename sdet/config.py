@@ -145,7 +145,7 @@ class PostConfig:
 class MethodConfig:
     name: str = "baseline"
     options: Dict[str, Any] = field(default_factory=dict)  # checked against the method's own dataclass
-    # teacher-based methods (soft_target, fitnets, ka): an sdet checkpoint (best.pt or last.pt) of a trained
+    # teacher-based methods (soft_target, fitnets, ka, skd): an sdet checkpoint (best.pt or last.pt) of a trained
     # detector of the same model.type, usually R50; loaded frozen at the start of training (and on resume)
     teacher: str = ""
 

@@ -60,10 +60,8 @@ class FitNets(Method):
     def __init__(self, ctx: MethodContext, options: FitNetsOptions):
         super().__init__(ctx, options)
         require_choice("hint", options.hint, HINTS)
-        if options.regressor_kernel not in (1, 3):
-            raise UserError(f"method.options.regressor_kernel must be 1 or 3, got {options.regressor_kernel}", "<config>")
-        if options.regressor_act not in ("auto", "relu", "none"):
-            raise UserError(f"method.options.regressor_act must be auto, relu or none, got '{options.regressor_act}'", "<config>")
+        require_choice("regressor_kernel", options.regressor_kernel, (1, 3))
+        require_choice("regressor_act", options.regressor_act, ("auto", "relu", "none"))
         if not 0.0 <= options.hint_only_fraction < 1.0:
             raise UserError(f"method.options.hint_only_fraction must be in [0, 1), got {options.hint_only_fraction}", "<config>")
         relu = options.regressor_act == "relu" or (

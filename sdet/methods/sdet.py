@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from sdet.errors import UserError
 from sdet.methods.aux_heads import build_aux_head
 from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.entropy import binary_entropy
@@ -68,8 +67,7 @@ class SDET(Method):
     def __init__(self, ctx: MethodContext, options: SDETOptions):
         super().__init__(ctx, options)
         require_choice("level", options.level, LEVELS)
-        if options.aux_type not in ("A", "B", "C"):
-            raise UserError(f"method.options.aux_type must be A, B or C, got '{options.aux_type}'", "<config>")
+        require_choice("aux_type", options.aux_type, ("A", "B", "C"))
         self.level_index = LEVELS.index(options.level)
         channels = ctx.detector.neck.level_channels
         self.aux_head = build_aux_head(options.aux_type, channels, ctx.detector.head)

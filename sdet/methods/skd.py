@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from sdet.engine.optim import set_lr
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.fitnets import HINTS, hint_feature
 from sdet.methods.ka import affinity
 from sdet.methods.soft_target import soft_target_loss
@@ -114,16 +114,14 @@ class Discriminator(nn.Module):
         return self.score(self.attention(self.features(x))).mean(dim=(1, 2, 3))
 
 
-def gradient_penalty(
-    discriminator: Discriminator, q_s: Tensor, q_t: Tensor, image: Optional[Tensor],
-    generator: Optional[torch.Generator] = None,
-) -> Tensor:
+def gradient_penalty(discriminator: Discriminator, q_s: Tensor, q_t: Tensor, image: Optional[Tensor]) -> Tensor:
     """WGAN-GP: E[(||grad_Q D(Q_hat)|| - 1)^2] at random points Q_hat between Q_S and Q_T.
 
     The image is the same on both sides: a condition, not part of the point being interpolated.
-    The mixing weights are drawn on the CPU (from `generator`), so they do not depend on the device.
+    The mixing weights come from the CPU generator, whose state the training checkpoint keeps,
+    so a resumed run draws the same ones, on any device.
     """
-    alpha = torch.rand(q_s.shape[0], 1, 1, 1, generator=generator).to(q_s.device)
+    alpha = torch.rand(q_s.shape[0], 1, 1, 1).to(q_s.device)
     q_hat = (alpha * q_t + (1 - alpha) * q_s).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(q_hat, image).sum(), q_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -138,8 +136,7 @@ def _check_options(options: SKDOptions) -> None:
             raise bad(f"{name} must be >= 0, got {getattr(options, name)}")
     if not 0 < options.pool_scale <= 1:
         raise bad(f"pool_scale must be in (0, 1], got {options.pool_scale}")
-    if options.pair_feature not in HINTS:
-        raise bad(f"pair_feature must be one of {HINTS}, got '{options.pair_feature}'")
+    require_choice("pair_feature", options.pair_feature, HINTS)
     for name in ("d_width", "d_layers"):
         if getattr(options, name) < 1:
             raise bad(f"{name} must be >= 1, got {getattr(options, name)}")
@@ -160,10 +157,6 @@ class SKD(Method):
         self.discriminator = Discriminator(in_channels, options.d_width, options.d_layers, options.spectral_norm)
         self.d_optimizer = torch.optim.SGD(self.discriminator.parameters(), lr=options.d_lr, momentum=options.d_momentum)
         self._pending: Optional[Tuple[Tensor, Tensor, Optional[Tensor]]] = None  # detached Q_S, Q_T, image
-        # the penalty's random points are a pure function of (this seed, step), like the batches: a resumed
-        # run draws the same ones without any generator state in the checkpoint (the global stream is
-        # not enough: creating the data loader on resume draws from it)
-        self.gp_seed = int(torch.randint(2**31, ()))
 
     def optimized_parameters(self) -> Iterator[nn.Parameter]:
         """Nothing: D, the only module, has its own optimiser and learning rate."""
@@ -199,8 +192,7 @@ class SKD(Method):
         progress = min(step / max(self.ctx.total_steps, 1), 1.0)
         set_lr(self.d_optimizer, opts.d_lr * (1 - progress) ** opts.d_power)
         self.d_optimizer.zero_grad(set_to_none=True)
-        generator = torch.Generator().manual_seed(self.gp_seed + step)
-        gp = gradient_penalty(self.discriminator, q_s, q_t, image, generator)
+        gp = gradient_penalty(self.discriminator, q_s, q_t, image)
         wasserstein = self.discriminator(q_s, image).mean() - self.discriminator(q_t, image).mean()
         d_loss = opts.lambda_d * (wasserstein + opts.lambda_gp * gp)
         d_loss.backward()
