@@ -93,17 +93,16 @@ def overrides(variant: str, args: argparse.Namespace) -> List[str]:
 
 
 def build_teacher(layout: str) -> Detector:
-    """The shared frozen R50-DB teacher, prepared as `Trainer._load_teacher` prepares a loaded one."""
+    """The shared frozen R50-DB teacher, prepared as the trainer prepares a loaded one."""
     import torch
 
     from sdet.config import load_config
+    from sdet.engine.trainer import frozen_teacher
     from sdet.models.detector import build_detector
 
     torch.manual_seed(0)
-    teacher = build_detector(load_config(str(TEACHER_CONFIG)).model).eval().requires_grad_(False)
-    if layout == "channels_last":
-        teacher.to(memory_format=torch.channels_last)
-    return teacher
+    teacher = build_detector(load_config(str(TEACHER_CONFIG)).model)
+    return frozen_teacher(teacher, torch.device("cpu"), layout == "channels_last")
 
 
 def build_variant(variant: str, args: argparse.Namespace, teacher: Optional[Detector]) -> Trainer:

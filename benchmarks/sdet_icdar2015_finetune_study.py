@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from sdet.deploy.paddle_import import import_paddle
-    from sdet.experiments.compare import parse_variant, run_comparison
+    from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
               f"data.image_size={args.image_size}", "train.save_every=50", "train.log_every=10"]
     common += args.overrides
     run_comparison(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), common,
-                   [parse_variant(v) for v in (args.variant or VARIANTS)], [int(s) for s in args.seeds.split(",")],
+                   [parse_variant(v) for v in (args.variant or VARIANTS)], parse_seeds(args.seeds),
                    out, echo=lambda m: print(m, flush=True))
     return 0
 

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sdet.data.synth import generate_dataset
     from sdet.demo import demo_overrides
-    from sdet.experiments.compare import parse_variant, run_comparison
+    from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
 
     out = Path(args.out)
     data = out / "data"
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     common = [o for o in demo_overrides(data, out / "unused", 0, args.steps) if not o.startswith(("train.out_dir", "train.seed"))]
     common += args.overrides
     run_comparison(None, common, [parse_variant(v) for v in (args.variant or VARIANTS)],
-                   [int(s) for s in args.seeds.split(",")], out, echo=lambda m: print(m, flush=True))
+                   parse_seeds(args.seeds), out, echo=lambda m: print(m, flush=True))
     return 0
 
 

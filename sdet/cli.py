@@ -100,9 +100,9 @@ def cmd_viz_entropy(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sdet.experiments.compare import parse_variant, run_comparison
+    from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
 
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = parse_seeds(args.seeds)
     run_comparison(args.config, args.overrides, [parse_variant(v) for v in args.variant], seeds, Path(args.out),
                    progress=not args.no_progress and sys.stderr.isatty())
     return 0

@@ -1,14 +1,18 @@
 """`sdet compare`: seeded grids, resumable runs, correct confidence intervals."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from sdet.errors import UserError
-from sdet.experiments.compare import parse_variant, run_comparison
+from sdet.cli import main
+from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
 from sdet.experiments.stats import summarize, t_quantile_975
 
 from conftest import tiny_overrides
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "icdar2015" / "mv3_db.yaml"
 
 
 def test_confidence_interval_matches_student_t():
@@ -24,6 +28,18 @@ def test_variant_spec_parsing():
     assert v.name == "sdet-A" and v.overrides == ["method.name=sdet", "method.options.aux_type=A"]
     with pytest.raises(UserError):
         parse_variant("broken:method.name")
+
+
+def test_bad_seeds_are_a_one_line_error_before_anything_runs(tmp_path, capsys):
+    assert parse_seeds("0, 1,2") == [0, 1, 2]
+    for bad in ("x,1", "", ","):
+        with pytest.raises(UserError, match="--seeds"):
+            parse_seeds(bad)
+    out = tmp_path / "out"
+    assert main(["compare", str(CONFIG), "--variant", "b:method.name=baseline", "--seeds", "x,1",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seeds" in err[0] and not out.exists()
 
 
 def test_grid_runs_every_seed_and_resumes(synth_root, tmp_path):

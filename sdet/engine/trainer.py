@@ -152,11 +152,7 @@ class Trainer:
                 f"method.teacher is a '{teacher_cfg.model.type}' detector but the student (model.type) is "
                 f"'{cfg.model.type}': the teacher must be of the same type", path
             )
-        teacher.eval().requires_grad_(False)
-        teacher.to(self.device)
-        if self.channels_last:
-            teacher.to(memory_format=torch.channels_last)
-        return teacher
+        return frozen_teacher(teacher, self.device, self.channels_last)
 
     def _training_state(self) -> Dict[str, Any]:
         return {
@@ -329,6 +325,12 @@ class Trainer:
                 f"loss is not finite at step {self.step} ({bad}); stopped, last good checkpoint kept at "
                 f"{self.out_dir / 'last.pt'}", self.out_dir
             )
+
+
+def frozen_teacher(teacher: Detector, device: torch.device, channels_last: bool) -> Detector:
+    """Eval mode, no gradients, on the student's device and in the student's memory layout."""
+    teacher.eval().requires_grad_(False).to(device)
+    return teacher.to(memory_format=torch.channels_last) if channels_last else teacher
 
 
 def _next_batch(loader_iter):

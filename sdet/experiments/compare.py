@@ -25,6 +25,17 @@ class Variant:
     overrides: List[str]
 
 
+def parse_seeds(text: str) -> List[int]:
+    """'0,1,2' -> [0, 1, 2]; anything else is a one-line error."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise UserError(f"--seeds expects comma-separated integers, got '{text}'", "<command line>")
+    return seeds
+
+
 def parse_variant(spec: str) -> Variant:
     """'NAME:key=value,key=value' (or just 'NAME' for the config as it is)."""
     name, _, rest = spec.partition(":")

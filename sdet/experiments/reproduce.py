@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 from sdet.config import build_dataclass, load_config
 from sdet.errors import UserError
-from sdet.experiments.compare import METRICS, format_result, run_one
+from sdet.experiments.compare import METRICS, format_result, parse_seeds, run_one
 from sdet.experiments.stats import summarize
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -139,16 +139,6 @@ def parse_tables(text: str, specs: Mapping[int, dict] = TABLES) -> List[int]:
     return [int(key)]
 
 
-def parse_seeds(text: str) -> List[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds:
-        raise UserError(f"--seeds expects comma-separated integers, got '{text}'", "<command line>")
-    return seeds
-
-
 # folder names under --data-root, besides the dataset's own name (the official archives' names)
 ROOT_FOLDERS: Dict[str, List[str]] = {"td500": ["msra-td500", "MSRA-TD500"], "hust-tr400": ["HUST-TR400"],
                                       "total-text": ["totaltext", "Total-Text"], "casia-10k": ["CASIA-10K"]}
@@ -243,21 +233,18 @@ def plan(tables: Sequence[int], data_roots: Mapping[str, str], seeds: Sequence[i
     return list(unique.values())
 
 
-def validate(runs: Sequence[Run]) -> Tuple[int, List[str]]:
-    """Load every run's config (a bad key fails here, not hours in); return the total training steps
-    and the methods this sdet does not have (their runs could not train)."""
-    from sdet.methods import METHODS
+def validate(runs: Sequence[Run]) -> int:
+    """Load every run's config and check its method and options (a bad key fails here, not hours
+    in); return the total training steps."""
+    from sdet.methods import method_class
 
-    steps, missing = 0, []
+    steps = 0
     for run in runs:
         cfg = load_config(str(run.config), run.overrides)
         steps += cfg.train.max_steps
-        cls = METHODS.get(cfg.method.name)
-        if cls is not None:
-            build_dataclass(cls.Options, cfg.method.options, str(run.config), prefix="method.options.")
-        elif cfg.method.name not in missing:
-            missing.append(cfg.method.name)
-    return steps, missing
+        cls = method_class(cfg.method.name, str(run.config))
+        build_dataclass(cls.Options, cfg.method.options, str(run.config), prefix="method.options.")
+    return steps
 
 
 def load_paper_results(path: Path = PAPER_CSV) -> Dict[PaperKey, Dict[str, float]]:
@@ -328,7 +315,7 @@ def reproduce(table: Union[int, str], data_roots: Mapping[str, str], seeds: Sequ
         raise UserError("give at least one seed", "<command line>")
     check_inputs(tables, data_roots, pretrained or {}, specs, require=not dry_run)
     runs = plan(tables, data_roots, seeds, out, overrides, specs, configs_dir, pretrained)
-    steps, missing = validate(runs)
+    steps = validate(runs)
     say = echo or (lambda _: None)
     finished = {r.run_dir for r in runs if (r.run_dir / "result.json").exists()}
     if dry_run:
@@ -336,14 +323,9 @@ def reproduce(table: Union[int, str], data_roots: Mapping[str, str], seeds: Sequ
         say(f"# table(s) {', '.join(map(str, tables))}: {len(runs)} runs ({len(teachers)} of them teachers), "
             f"{len(finished)} finished, {len(runs) - len(finished)} to train; {steps:,} training steps in all")
         say("# each run: this `sdet train`, then best.pt is evaluated on the test split into result.json")
-        if missing:
-            say(f"# note: method(s) {', '.join(missing)} not available in this sdet: their runs cannot train yet")
         for run in runs:
             say(("# done: " if run.run_dir in finished else "") + run.command())
         return Reproduction(runs)
-    if missing:
-        raise UserError(f"method(s) {', '.join(missing)} not available in this sdet (docs/METHODS.md): "
-                        "their runs cannot train", "<command line>")
     paper = load_paper_results()
     out.mkdir(parents=True, exist_ok=True)
     reports: List[Path] = []
