@@ -151,3 +151,14 @@ def test_resume_continues_the_global_random_stream(synth_root, tmp_path, monkeyp
     a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "part" / "last.pt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_fresh_run_in_an_old_run_dir_does_not_keep_its_best_pt(synth_root, tmp_path):
+    """Without evaluation, best.pt is the final weights: an older run's best.pt must not survive."""
+    run = tmp_path / "run"
+    Trainer(load_config(None, tiny_overrides(synth_root, run, steps=2)), progress=False).run()
+    old = _weights(run / "best.pt")
+    Trainer(load_config(None, tiny_overrides(synth_root, run, steps=2) + ["train.seed=1"]), progress=False).run()
+    new, last = _weights(run / "best.pt"), _weights(run / "last.pt")
+    assert all(torch.equal(new[k], last[k]) for k in new)
+    assert any(not torch.equal(new[k], old[k]) for k in new if new[k].is_floating_point())

@@ -228,8 +228,9 @@ class Trainer:
         last = self.out_dir / "last.pt"
         if cfg.train.resume and last.exists():
             self._restore(last)
-        elif not cfg.train.resume and (self.out_dir / "log.jsonl").exists():
-            (self.out_dir / "log.jsonl").unlink()  # a fresh run starts a fresh log
+        elif not cfg.train.resume:  # a fresh run: its log and best.pt must not mix with an older run's
+            for stale in ("log.jsonl", "best.pt"):
+                (self.out_dir / stale).unlink(missing_ok=True)
         (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
 
         train_samples = load_split(cfg.data, cfg.data.train_split)
