@@ -5,7 +5,8 @@ import torch
 
 from sdet.config import load_config
 from sdet.engine.checkpoint import load_checkpoint, load_detector
-from sdet.engine.trainer import Trainer, TrainingDiverged
+from sdet.engine.trainer import Trainer, TrainingDiverged, seed_everything
+from sdet.models.detector import build_detector
 from sdet.losses.db import DBLoss
 
 from conftest import tiny_overrides
@@ -13,6 +14,15 @@ from conftest import tiny_overrides
 
 def _weights(path):
     return load_checkpoint(path)["model"]
+
+
+def _relative_update_difference(a: dict, b: dict, start: dict) -> float:
+    """||(a - start) - (b - start)|| / ||b - start|| over the trained float tensors (BN running stats left out)."""
+    keys = [k for k in a if a[k].is_floating_point() and "running_" not in k]
+    diff = sum(float((a[k] - b[k]).double().pow(2).sum()) for k in keys) ** 0.5
+    update = sum(float((b[k] - start[k]).double().pow(2).sum()) for k in keys) ** 0.5
+    assert update > 0, "training did not move the weights: nothing to compare"
+    return diff / update
 
 
 def test_interrupted_and_resumed_run_equals_uninterrupted(synth_root, tmp_path):
@@ -122,10 +132,15 @@ def test_channels_last_training_matches_contiguous_and_loads_anywhere(synth_root
     (nhwc_dir, nhwc_log), (nchw_dir, nchw_log) = runs["true"], runs["false"]
     for a, b in zip(nhwc_log, nchw_log):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    # The weights are compared through their updates (final - initial), as one relative error over all
+    # trained tensors. NHWC and NCHW run different oneDNN kernels, whose float32 sums round differently;
+    # DB's step function (k=50) and batch-norm statistics over a batch of 2 amplify that rounding to
+    # ~0.4% of the update (measured on a Xeon; which kernels run depends on the CPU). A layout bug (a
+    # permuted tensor, an aux head left NCHW) changes the update by O(1).
     a, b = _weights(nhwc_dir / "last.pt"), _weights(nchw_dir / "last.pt")
-    for key in a:
-        if a[key].is_floating_point():
-            assert torch.allclose(a[key], b[key], atol=1e-5), key
+    seed_everything(0)
+    start = build_detector(load_config(None, tiny_overrides(synth_root, tmp_path)).model).state_dict()
+    assert _relative_update_difference(a, b, start) < 0.05
     detector, _, _ = load_detector(nhwc_dir / "best.pt")
     x = torch.rand(1, 3, 64, 64)
     plain, _, _ = load_detector(nchw_dir / "best.pt")
