@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from sdet.config import Config, _merge, build_dataclass, parse_overrides
 from sdet.data.datasets import prepare_test_image
-from sdet.deploy.predictor import Prediction, logits_to_prediction
+from sdet.deploy.predictor import Prediction, batch_to_predictions
 from sdet.errors import UserError
 
 
@@ -54,8 +54,12 @@ class OnnxPredictor:
         return {name: torch.from_numpy(value) for name, value in zip(self.output_names, got)}
 
     def from_tensor(self, tensor: torch.Tensor, dest_hw: Tuple[int, int], with_entropy: bool = False) -> Prediction:
+        return self.batch(tensor, [dest_hw], with_entropy)[0]
+
+    def batch(self, tensor: torch.Tensor, dest_hws: Sequence[Tuple[int, int]], with_entropy: bool = False) -> List[Prediction]:
+        """(N, 3, H, W) test-resized images -> N predictions, each in its own original size."""
         input_hw = (int(tensor.shape[-2]), int(tensor.shape[-1]))
-        return logits_to_prediction(self.logits(tensor), self.text_key, self.cfg, input_hw, dest_hw, with_entropy)
+        return batch_to_predictions(self.logits(tensor), self.text_key, self.cfg, input_hw, dest_hws, with_entropy)
 
     def __call__(self, image_bgr: np.ndarray, with_entropy: bool = False) -> Prediction:
         tensor = prepare_test_image(image_bgr, self.cfg.data.input)[None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -96,9 +96,29 @@ class Predictor:
 
     @torch.no_grad()
     def from_tensor(self, tensor: torch.Tensor, dest_hw: Tuple[int, int], with_entropy: bool = False) -> Prediction:
+        return self.batch(tensor, [dest_hw], with_entropy)[0]
+
+    @torch.no_grad()
+    def batch(self, tensor: torch.Tensor, dest_hws: Sequence[Tuple[int, int]], with_entropy: bool = False) -> List[Prediction]:
+        """(N, 3, H, W) test-resized images -> N predictions, each in its own original size."""
         logits = self.detector(self._to_input(tensor)).logits
         input_hw = (int(tensor.shape[-2]), int(tensor.shape[-1]))
-        return logits_to_prediction(logits, self.detector.text_key, self.cfg, input_hw, dest_hw, with_entropy)
+        return batch_to_predictions(logits, self.detector.text_key, self.cfg, input_hw, dest_hws, with_entropy)
+
+
+def batch_to_predictions(
+    logits: Dict[str, torch.Tensor],
+    text_key: str,
+    cfg: Config,
+    input_hw: Tuple[int, int],
+    dest_hws: Sequence[Tuple[int, int]],
+    with_entropy: bool = False,
+) -> List[Prediction]:
+    """Post-process a batch's head outputs image by image (all images share one network input size)."""
+    return [
+        logits_to_prediction({k: v[i : i + 1] for k, v in logits.items()}, text_key, cfg, input_hw, hw, with_entropy)
+        for i, hw in enumerate(dest_hws)
+    ]
 
 
 def logits_to_prediction(
