@@ -202,6 +202,26 @@ def test_poly_mode_follows_curved_band():
     assert iou(quad.polygon, band) < 0.6 < iou(poly.polygon, band)
 
 
+def test_poly_mode_scores_a_curved_instance_under_the_total_text_protocol():
+    """Total-Text's DetEval rule (recall 0.7 / precision 0.6 of areas): only the polygon matches the band."""
+    from sdet.metrics.result import GtRegion
+    from sdet.metrics.totaltext import evaluate_total_text
+
+    center, r_in, r_out, a0, a1 = (240, 320), 150, 190, 200, 340
+    band = arc_band(center, r_in, r_out, a0, a1)
+    d = inverse_shrink(np.deg2rad(a1 - a0) * (r_in + r_out) / 2, r_out - r_in, 1.5)
+    kernel = arc_band(center, r_in + d, r_out - d, a0 + np.rad2deg(d / r_in), a1 - np.rad2deg(d / r_in))
+    prob = np.full((320, 480), BG, dtype=np.float32)
+    draw(prob, kernel)
+    gt = {"img_1": [GtRegion(polygon=band, dont_care=False)]}
+    scores = {}
+    for box_type in ("poly", "quad"):
+        dets = db_postprocess(prob, prob.shape, DBPostProcessConfig(box_type=box_type, box_thresh=0.1))
+        scores[box_type] = evaluate_total_text(gt, {"img_1": [d.polygon for d in dets]})
+    assert scores["poly"].recall == scores["poly"].precision == 1.0
+    assert scores["quad"].hmean == 0.0
+
+
 def test_entropy_is_averaged_over_the_scored_region():
     prob = np.full((100, 200), BG, dtype=np.float32)
     prob[30:50, 20:140] = FG
