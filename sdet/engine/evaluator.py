@@ -21,7 +21,11 @@ def predict_samples(
     detector: torch.nn.Module, samples: List[Sample], cfg: Config, device: torch.device, progress: bool = False
 ) -> List[List[Detection]]:
     """Detections for every sample, in order; images are decoded and resized by loader workers."""
-    predictor = Predictor(detector, cfg, device)
+    return run_on_samples(Predictor(detector, cfg, device), samples, cfg, progress)
+
+
+def run_on_samples(runtime, samples: List[Sample], cfg: Config, progress: bool = False) -> List[List[Detection]]:
+    """Any runtime with ``from_tensor(tensor, dest_hw)`` (PyTorch Predictor or OnnxPredictor) over samples."""
     workers = min(cfg.data.num_workers, 4)
     loader = DataLoader(EvalDataset(samples, cfg.data), batch_size=None, num_workers=workers)
     if progress:
@@ -31,7 +35,7 @@ def predict_samples(
     results: List[List[Detection]] = [[] for _ in samples]
     for item in loader:
         hw = tuple(int(v) for v in item["shape"])
-        results[item["index"]] = predictor.from_tensor(item["image"][None], hw).detections
+        results[item["index"]] = runtime.from_tensor(item["image"][None], hw).detections
     return results
 
 
