@@ -3,8 +3,11 @@
 ``check`` reads a split the way training does, but collects every problem instead of
 stopping at the first, decodes every image, and prints counts and statistics. Problems
 (malformed lines, images without ground truth or ground truth without images, images that
-cannot be decoded) make the exit status 2; notes (zero-area or self-intersecting polygons,
-vertices outside the image) are listed but tolerated, as training tolerates them.
+cannot be decoded, a polygon lying mostly outside its image, a split without a single
+usable instance) make the exit status 2; notes (zero-area or self-intersecting polygons,
+vertices a little outside the image, an EXIF orientation tag, which training ignores) are
+listed but tolerated, as training tolerates them. Images are checked in their raw pixel
+grid, the frame ground truth refers to (see :mod:`sdet.data.images`).
 ``show`` draws the ground truth on the images: green for care, red for don't care.
 """
 from __future__ import annotations
@@ -12,20 +15,26 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+from shapely.geometry import Polygon, box
+from shapely.validation import make_valid
 
 from sdet.data.formats import load_dataset
-from sdet.data.images import read_image
-from sdet.data.readers.common import Problems
-from sdet.data.sample import Sample
+from sdet.data.images import LoadedImage, describe_orientation, open_image, read_image, swaps_axes, write_image
+from sdet.data.readers.common import MIN_POLYGON_AREA, Problems, no_usable_instance_error
+from sdet.data.sample import Sample, TextInstance
 from sdet.errors import UserError
 
 CARE_COLOR = (0, 255, 0)  # BGR green
 DONT_CARE_COLOR = (0, 0, 255)  # BGR red
 OUTSIDE_TOLERANCE = 1.0  # px; annotators' boxes often touch the border
+# A polygon with less than this share of its area inside the image is misplaced, not cut by
+# the border (ICDAR 2015 has many boxes a few pixels over the edge): it would train as
+# background, or as a box in the wrong place.
+MIN_INSIDE_FRACTION = 0.5
 
 
 @dataclass
@@ -82,14 +91,70 @@ def _stats(values: List[int]) -> Optional[Dict[str, float]]:
     return {"min": int(arr.min()), "median": float(np.median(arr)), "mean": float(arr.mean()), "max": int(arr.max())}
 
 
-def _outside(sample: Sample, height: int, width: int) -> List[UserError]:
-    notes = []
+def _inside_fraction(inst: TextInstance, width: int, height: int) -> Optional[float]:
+    """Share of the polygon's area inside the ``width`` x ``height`` frame (plus tolerance); None if degenerate."""
+    shape = make_valid(Polygon(inst.polygon))
+    if shape.area < MIN_POLYGON_AREA:  # already noted by the reader
+        return None
+    frame = box(-OUTSIDE_TOLERANCE, -OUTSIDE_TOLERANCE, width + OUTSIDE_TOLERANCE, height + OUTSIDE_TOLERANCE)
+    return shape.intersection(frame).area / shape.area
+
+
+def _vertices_outside(inst: TextInstance, width: int, height: int) -> bool:
+    poly = inst.polygon
+    return bool((poly.min(axis=0) < -OUTSIDE_TOLERANCE).any() or (poly[:, 0] > width + OUTSIDE_TOLERANCE).any()
+                or (poly[:, 1] > height + OUTSIDE_TOLERANCE).any())
+
+
+def _misplaced(k: int, inst: TextInstance, fraction: float, image: LoadedImage, path: str) -> UserError:
+    """The problem for a polygon mostly outside the raw frame, saying if it fits the EXIF-rotated one."""
+    height, width = image.pixels.shape[:2]
+    message = f"instance {k} lies outside the {width}x{height} image ({fraction:.0%} of its area inside)"
+    rotated = _inside_fraction(inst, height, width)
+    if swaps_axes(image.exif_orientation) and rotated is not None and rotated >= MIN_INSIDE_FRACTION:
+        message += (f"; it fits the {height}x{width} EXIF-rotated frame (orientation {image.exif_orientation}): "
+                    "this ground truth seems to refer to the rotated photo, but sdet reads datasets' raw pixels")
+    return UserError(message, path)
+
+
+def _placement(sample: Sample, image: LoadedImage) -> Tuple[List[UserError], List[UserError]]:
+    """``(problems, notes)`` about where the polygons lie in the raw frame of ``image``."""
+    height, width = image.pixels.shape[:2]
+    problems, notes = [], []
     for k, inst in enumerate(sample.instances, start=1):
-        poly = inst.polygon
-        if (poly.min(axis=0) < -OUTSIDE_TOLERANCE).any() or (poly[:, 0] > width + OUTSIDE_TOLERANCE).any() \
-                or (poly[:, 1] > height + OUTSIDE_TOLERANCE).any():
+        fraction = _inside_fraction(inst, width, height)
+        if fraction is not None and fraction < MIN_INSIDE_FRACTION:
+            problems.append(_misplaced(k, inst, fraction, image, sample.image_path))
+        elif _vertices_outside(inst, width, height):
             notes.append(UserError(f"instance {k} has vertices outside the {width}x{height} image", sample.image_path))
-    return notes
+    return problems, notes
+
+
+def _orientation_note(image: LoadedImage, path: str) -> List[UserError]:
+    if image.exif_orientation == 1:
+        return []
+    height, width = image.pixels.shape[:2]
+    return [UserError(
+        f"EXIF orientation {image.exif_orientation} ({describe_orientation(image.exif_orientation)}) is ignored: "
+        f"ground truth, training and evaluation use the raw {width}x{height} pixels (sdet predict applies it)",
+        path,
+    )]
+
+
+def _check_image(sample: Sample, report: CheckReport) -> None:
+    """Decode the raw pixels and add the image's size, orientation note and placement findings."""
+    try:
+        image = open_image(sample.image_path, orientation="raw")
+    except UserError as err:
+        report.problems.append(err)
+        return
+    height, width = image.pixels.shape[:2]
+    report.heights.append(height)
+    report.widths.append(width)
+    report.notes.extend(_orientation_note(image, sample.image_path))
+    problems, notes = _placement(sample, image)
+    report.problems.extend(problems)
+    report.notes.extend(notes)
 
 
 def check_dataset(name: str, root: str, split: str, decode_images: bool = True) -> CheckReport:
@@ -106,17 +171,11 @@ def check_dataset(name: str, root: str, split: str, decode_images: bool = True) 
         report.instances += len(sample.instances)
         report.dont_care += sum(inst.ignore for inst in sample.instances)
         report.vertex_counts.update(len(inst.polygon) for inst in sample.instances)
-        if not decode_images:
-            continue
-        try:
-            image = read_image(sample.image_path)
-        except UserError as err:
-            report.problems.append(err)
-            continue
-        height, width = image.shape[:2]
-        report.heights.append(height)
-        report.widths.append(width)
-        report.notes.extend(_outside(sample, height, width))
+        if decode_images:
+            _check_image(sample, report)
+    empty = no_usable_instance_error(samples, f"{name}:{root} split {split!r}")
+    if empty is not None:
+        report.problems.append(empty)
     return report
 
 
@@ -141,11 +200,6 @@ def show_dataset(name: str, root: str, split: str, out_dir: Path, limit: int = 2
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for i, sample in enumerate(samples):
-        drawn = draw_ground_truth(read_image(sample.image_path), sample)
-        path = out_dir / f"{i:05d}_{Path(sample.image_path).stem}.{ext}"
-        ok, buf = cv2.imencode(f".{ext}", drawn)
-        if not ok:
-            raise UserError("cannot encode image", path)
-        buf.tofile(str(path))  # unicode-safe, unlike cv2.imwrite on Windows
-        written.append(path)
+        drawn = draw_ground_truth(read_image(sample.image_path, orientation="raw"), sample)
+        written.append(write_image(out_dir / f"{i:05d}_{Path(sample.image_path).stem}.{ext}", drawn))
     return written

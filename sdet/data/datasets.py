@@ -16,6 +16,7 @@ from sdet.config import DataConfig, InputConfig
 from sdet.data.formats import load_samples
 from sdet.data.images import read_image
 from sdet.data.mixing import MixedSamples, MixSchedule, load_mix
+from sdet.data.readers.common import is_usable, no_usable_instance_error
 from sdet.data.sample import Sample
 from sdet.data.transforms import augment_for_training, normalize, resize_for_test
 from sdet.errors import UserError
@@ -52,6 +53,21 @@ def _east_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignor
 TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets, "east": _east_targets}
 
 
+def _training_source(cfg: DataConfig) -> str:
+    """How the training data is named in messages: ``root``, or the mix's NAME:ROOT list."""
+    if cfg.mix:
+        return ", ".join(f"{src.name}:{src.root}" for src in cfg.mix)
+    return cfg.root
+
+
+def require_usable_instance(samples: Sequence[Sample], cfg: DataConfig) -> None:
+    """Refuse a training set without one usable instance: its targets would be all
+    background and the loss near 0, a run that looks fine and learns nothing."""
+    error = no_usable_instance_error(samples, _training_source(cfg), "training images")
+    if error is not None:
+        raise error
+
+
 def load_split(cfg: DataConfig, split: str) -> List[Sample]:
     """Samples of ``split``; the training split of a config with ``data.mix`` is the mix."""
     if cfg.mix and split == cfg.train_split:
@@ -73,6 +89,7 @@ class TrainDataset(Dataset):
         self.make_targets = TARGETS[model_type]
         self.seed = seed
         self.mix: Optional[MixSchedule] = samples.schedule(seed) if isinstance(samples, MixedSamples) else None
+        require_usable_instance(samples, cfg)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -83,9 +100,9 @@ class TrainDataset(Dataset):
             index = self.mix.index(position)
         rng = np.random.default_rng([self.seed, position])
         sample = self.samples[index]
-        image = read_image(sample.image_path)
+        image = read_image(sample.image_path, orientation="raw")  # the ground truth's frame
         polygons = [inst.polygon for inst in sample.instances]
-        ignore = [inst.ignore for inst in sample.instances]
+        ignore = [not is_usable(inst) for inst in sample.instances]  # degenerate geometry is don't care
         image, polygons, ignore = augment_for_training(image, polygons, ignore, self.cfg.augment, self.cfg.image_size, rng)
         height, width = image.shape[:2]
         targets = self.make_targets(height, width, polygons, ignore, self.cfg)
@@ -113,7 +130,7 @@ class EvalDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Dict[str, Any]:
-        image = read_image(self.samples[index].image_path)
+        image = read_image(self.samples[index].image_path, orientation="raw")  # the ground truth's frame
         return {
             "image": prepare_test_image(image, self.cfg.input),
             "shape": torch.tensor(image.shape[:2]),

@@ -18,6 +18,7 @@ from sdet.data.readers.common import (  # noqa: F401  (re-exported: other module
     IMAGE_EXTENSIONS,
     BadAnnotationWarning,
     DatasetReader,
+    DegenerateGeometryWarning,
     PathLike,
     Problems,
     natural_key,
@@ -105,7 +106,9 @@ def load_samples(name: str, root: PathLike, split: str, *, skip_bad: bool = Fals
 
     Strict by default: the first bad line, missing image or missing ground-truth file is
     a :class:`UserError` naming file and line. With ``skip_bad`` each is skipped with a
-    :class:`BadAnnotationWarning`, and one more warning gives the total.
+    :class:`BadAnnotationWarning`, and one more warning gives the total. Zero-area and
+    self-intersecting polygons are kept (training treats them as don't care) with one
+    :class:`DegenerateGeometryWarning` naming the first.
     """
     problems = Problems(skip_bad=skip_bad)
     samples = load_dataset(name, root, split, problems)
@@ -113,6 +116,13 @@ def load_samples(name: str, root: PathLike, split: str, *, skip_bad: bool = Fals
         warnings.warn(
             f"{name}:{root} split {split!r}: skipped {len(problems.skipped)} bad annotation(s)",
             BadAnnotationWarning,
+            stacklevel=2,
+        )
+    if problems.notes:
+        warnings.warn(
+            f"{name}:{root} split {split!r}: {len(problems.notes)} degenerate polygon(s), trained as don't care "
+            f"(`sdet data check` lists them), first: {problems.notes[0]}",
+            DegenerateGeometryWarning,
             stacklevel=2,
         )
     return samples

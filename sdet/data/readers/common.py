@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from shapely.geometry import Polygon
+from shapely.validation import explain_validity, make_valid
 
 from sdet.data.sample import Sample, TextInstance
 from sdet.errors import UserError
@@ -30,6 +31,10 @@ ENCODING_NAMES = {"utf-8": "UTF-8", "gb18030": "GBK"}
 
 class BadAnnotationWarning(UserWarning):
     """Issued for each line, image or ground-truth file skipped because of ``skip_bad``."""
+
+
+class DegenerateGeometryWarning(UserWarning):
+    """Issued once per split read for training or evaluation that holds zero-area or self-intersecting polygons."""
 
 
 @dataclass
@@ -149,24 +154,57 @@ def parse_number(token: str, what: str, path: Path, lineno: int) -> float:
 # --------------------------------------------------------------------------- polygons
 
 
+MIN_POLYGON_AREA = 1.0  # px^2; below this a polygon has no interior to learn from
+
+
+def polygon_defect(poly: np.ndarray) -> Optional[str]:
+    """Why a polygon cannot be trained as text, or None when it can.
+
+    The area is that of the repaired geometry (``make_valid``): a bow-tie's signed area is
+    0, but it is a crossing outline around real pixels, reported as self-intersecting; a
+    flat or collinear polygon stays at area 0.
+    """
+    shape = Polygon(poly)
+    area = make_valid(shape).area
+    if area < MIN_POLYGON_AREA:
+        return f"polygon area {area:.2f} px^2 is below {MIN_POLYGON_AREA:g}"
+    if not shape.is_valid:
+        return f"polygon self-intersects ({explain_validity(shape)})"
+    return None
+
+
+def is_usable(instance: TextInstance) -> bool:
+    """A cared-for instance with trainable geometry: what gives the detector a positive signal."""
+    return not instance.ignore and polygon_defect(instance.polygon) is None
+
+
 def make_instance(points: object, text: str, ignore: bool, path: Path, lineno: int, problems: Problems) -> TextInstance:
     """A TextInstance from N>=3 finite vertices; odd geometry is noted, not rejected.
 
-    Zero-area and self-intersecting polygons occur in real ground truth; the DB targets
-    turn the first into don't-care and survive the second, so they are kept and only
-    reported for ``sdet data check``.
+    Zero-area and self-intersecting polygons occur in real ground truth. They are kept as
+    annotated, so that evaluation scores them as the official scripts do, and noted for
+    ``sdet data check``; training treats them as don't care (:func:`is_usable`), as
+    PaddleOCR's loaders do.
     """
     poly = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(poly) < 3:
         raise UserError(f"a polygon needs at least 3 vertices, got {len(poly)}", path, lineno)
     if not np.all(np.isfinite(poly)):
         raise UserError("polygon has a non-finite coordinate", path, lineno)
-    shape = Polygon(poly)
-    if shape.area < 1.0:
-        problems.note(UserError(f"polygon area {shape.area:.2f} px^2 is below 1 (training ignores it)", path, lineno))
-    elif not shape.is_valid:
-        problems.note(UserError("polygon self-intersects", path, lineno))
+    defect = polygon_defect(poly)
+    if defect is not None:
+        problems.note(UserError(f"{defect} (training treats it as don't care)", path, lineno))
     return TextInstance(polygon=poly, text=text, ignore=ignore)
+
+
+def no_usable_instance_error(samples: Sequence[Sample], where: str, what: str = "images") -> Optional[UserError]:
+    """The error for a split without a single usable instance (it would train on background only), else None."""
+    if any(is_usable(inst) for sample in samples for inst in sample.instances):
+        return None
+    return UserError(
+        f"no usable text instance in the {len(samples)} {what} of {where}: every ground-truth file is "
+        "empty or holds only don't-care (###) or degenerate polygons, so training would learn background only"
+    )
 
 
 # --------------------------------------------------------------------------- files
