@@ -18,6 +18,7 @@ from sdet.config import Config
 from sdet.data.datasets import prepare_test_image
 from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import Detector
+from sdet.models.fold_bn import fold_batchnorm
 from sdet.postprocess.db import DBPostProcessConfig, db_postprocess
 from sdet.postprocess.detection import Detection
 from sdet.postprocess.east import EASTPostProcessConfig, east_postprocess
@@ -70,14 +71,17 @@ POSTPROCESSORS: Dict[str, Callable[..., List[Detection]]] = {"db": _db_post, "ea
 
 class Predictor:
     def __init__(self, detector: Detector, cfg: Config, device: Optional[torch.device] = None,
-                 channels_last: Optional[bool] = None):
+                 channels_last: Optional[bool] = None, fold_bn: bool = True):
         """`channels_last` (default: on for CPU) feeds NHWC inputs, which PyTorch's CPU
-        convolutions run ~1.7x faster for MobileNetV3-DB at 1312x736; the detector's own
-        weights are left untouched, so a model being trained is not affected."""
-        self.detector = detector.eval()
+        convolutions run ~1.5x faster for MobileNetV3-DB at 1312x736; `fold_bn` runs a copy with
+        BatchNorm folded into the convolutions (another ~1.2x). The detector's own weights are
+        left untouched, so a model being trained is not affected."""
+        self.detector = fold_batchnorm(detector) if fold_bn else detector.eval()
         self.cfg = cfg
         self.device = device or next(detector.parameters()).device
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        if fold_bn and self.channels_last:  # the copy's weights too: no NCHW->NHWC reorder per call
+            self.detector.to(memory_format=torch.channels_last)
         self.postprocess = POSTPROCESSORS[cfg.model.type]
 
     def _to_input(self, tensor: torch.Tensor) -> torch.Tensor:
