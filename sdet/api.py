@@ -33,7 +33,7 @@ class DetectionResult:
     boxes: List[TextBox]
     height: int
     width: int
-    frame: str  # "array" (the array given), or a file's decoding frame: "exif" (orientation applied)
+    frame: str  # "array" (the array as given), or a file's: "exif-rotated" (EXIF orientation applied) or "raw"
     source: Optional[str] = None  # the path, when one was given
     text_map: Optional[np.ndarray] = field(default=None, repr=False)  # probability map at the head's resolution
 
@@ -58,15 +58,16 @@ def load_detector_with_overrides(path: Union[str, Path], overrides: Sequence[str
 
 
 def _decode(image: ImageLike) -> Tuple[np.ndarray, str, Optional[str]]:
-    """An array (validated) or a file decoded with EXIF orientation applied."""
+    """An array (validated) or a file decoded upright (EXIF orientation applied), with its frame."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 1:
             raise UserError(f"an image array must be HxWx3 uint8 BGR, got shape {image.shape} dtype {image.dtype}")
         return image, "array", None
     if isinstance(image, (str, Path)):
-        from sdet.data.images import read_image
+        from sdet.data.images import open_image
 
-        return read_image(image), "exif", str(image)
+        loaded = open_image(image, orientation="exif")
+        return loaded.pixels, loaded.frame, str(image)
     raise UserError(f"cannot detect text in a {type(image).__name__}: give a BGR uint8 array or an image path")
 
 

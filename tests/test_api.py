@@ -55,7 +55,7 @@ def test_a_list_of_paths_runs_in_batches_and_keeps_order(checkpoint, image_paths
     assert calls == [3, 3, 2]  # 8 images of one input size, batch_size 3
     assert "predict" in capsys.readouterr().err  # the progress bar
     for path, result in zip(paths, results):
-        assert result.source == str(path) and result.frame == "exif"
+        assert result.source == str(path) and result.frame == "raw"  # synthetic PNGs carry no EXIF tag
         alone = det(read_image(path))
         np.testing.assert_allclose(result.text_map, alone.text_map, atol=PROB_ATOL)
         assert all(b.entropy is not None and 0.0 <= b.entropy <= 1.0 for b in result.boxes)
@@ -84,3 +84,12 @@ def test_bad_inputs_are_user_errors(checkpoint, tmp_path):
         det([3])
     with pytest.raises(UserError, match="batch_size"):
         Detector.load(checkpoint, batch_size=0)
+
+
+def test_a_photo_path_is_read_upright_and_says_so(checkpoint, tmp_path):
+    from test_images_exif import write_exif_jpeg
+
+    raw = np.full((40, 80, 3), 128, np.uint8)  # 80 wide, 40 high in the file's grid
+    path = write_exif_jpeg(tmp_path / "photo.jpg", raw, orientation=6)  # "rotate 90 CW to view"
+    result = Detector.load(checkpoint)(str(path))
+    assert result.frame == "exif-rotated" and (result.height, result.width) == (80, 40)
