@@ -74,9 +74,9 @@ def main(argv: List[str] | None = None) -> int:
         cfg = build_dataclass(Config, _merge(config_to_dict(cfg), parse_overrides(TEST_INPUT)))
         predictors[f"{name} trained"] = (detector, cfg)
     for name, (detector, cfg) in list(predictors.items()):
-        if args.channels_last:
-            detector = detector.to(memory_format=torch.channels_last)
-        predictors[name] = Predictor(detector, cfg, torch.device("cpu"))
+        # the layout named explicitly: Predictor's CPU default is channels_last, which the
+        # "contiguous" rows of this table used to get unawares
+        predictors[name] = Predictor(detector, cfg, torch.device("cpu"), channels_last=args.channels_last)
 
     forward: Dict[str, List[float]] = {n: [] for n in predictors}
     post: Dict[str, List[float]] = {n: [] for n in predictors}
