@@ -107,7 +107,7 @@ def test_missing_and_unreadable_teacher_name_the_file(synth_root, tmp_path):
         Trainer(_cfg(synth_root, tmp_path / "a", "soft_target", tmp_path / "nope.pt"), progress=False).run()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match=r"junk\.pt: method\.teacher: cannot read checkpoint"):
+    with pytest.raises(UserError, match=r"junk\.pt: method\.teacher: not a readable sdet checkpoint"):
         Trainer(_cfg(synth_root, tmp_path / "b", "fitnets", junk), progress=False).run()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Tuple, Union
 
@@ -23,18 +24,29 @@ VERSION = 1
 def atomic_save(obj: Dict[str, Any], path: Union[str, Path]) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoint ({exc.strerror or exc})", path) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, quota, permissions: the previous file is left intact
+            raise UserError(f"cannot write checkpoint ({exc.strerror or exc}); the previous {path.name} is "
+                            "unchanged", path) from None
         raise
+
+
+def temp_leftovers(folder: Path) -> list:
+    """Temporary files of atomic_save that a killed process left behind (never a finished checkpoint)."""
+    return sorted(folder.glob(".*.pt.*.tmp"))
 
 
 def inference_state(cfg: Config, model_state: Dict[str, torch.Tensor], step: int, metrics: Dict[str, float]) -> Dict[str, Any]:
@@ -54,15 +66,65 @@ def load_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint not found", path)
+    if path.stat().st_size == 0:
+        raise UserError("not a readable sdet checkpoint (the file is empty)", path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on a pickle protocol it does not expect
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, or not a weights-only pickle
-        raise UserError(f"cannot read checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", path) from None
+        raise UserError(f"not a readable sdet checkpoint ({_load_failure(exc)})", path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError("not an sdet checkpoint (missing format marker)", path)
+        raise UserError("not an sdet checkpoint (a torch file without sdet's format marker)", path)
     if ckpt.get("version", 0) > VERSION:
         raise UserError(f"checkpoint version {ckpt['version']} is newer than this sdet ({VERSION})", path)
     return ckpt
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load failed, in sdet's terms: never torch's advice to load with weights_only=False."""
+    text = str(exc)
+    if "central directory" in text or "zip archive" in text or isinstance(exc, EOFError):
+        return "truncated, or not a torch checkpoint file"
+    if "Weights only load failed" in text:
+        return ("damaged, not a torch checkpoint, or holding Python objects besides tensors and plain data; "
+                "sdet never unpickles those, as that can run code")
+    first = text.strip().splitlines()[0][:200] if text.strip() else "no details"
+    return f"{type(exc).__name__}: {first}"
+
+
+# what decides a training checkpoint's tensor shapes and state layout
+RESUME_KEYS = ("model", "method.name", "method.options", "train.optimizer")
+
+
+def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: Dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _pick(config: Dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config.get(part, {}) if isinstance(config, dict) else {}
+    return config
+
+
+def check_resumable(ckpt: Dict[str, Any], cfg: Config, path: Union[str, Path]) -> None:
+    """A last.pt continues a run only under the config it was trained with (shape-deciding keys)."""
+    if ckpt.get("kind") != "training":
+        raise UserError("resume needs a training checkpoint (last.pt), this is an inference checkpoint", path)
+    current = config_to_dict(cfg)
+    for key in RESUME_KEYS:
+        saved = _flatten(_pick(ckpt["config"], key), key)
+        now = _flatten(_pick(current, key), key)
+        for name in sorted(set(saved) | set(now)):
+            if saved.get(name) != now.get(name):
+                raise UserError(
+                    f"cannot resume: last.pt was trained with {name}={saved.get(name)!r}, the config says "
+                    f"{now.get(name)!r} (resume with the run's config.yaml, or train into another train.out_dir)", path)
 
 
 def checkpoint_config(ckpt: Dict[str, Any]) -> Config:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +25,10 @@ from sdet.config import Config, config_to_dict
 from sdet.data.datasets import TrainDataset, load_split
 from sdet.data.formats import eval_protocol
 from sdet.engine.checkpoint import (
-    FORMAT, VERSION, atomic_save, inference_state, load_checkpoint, load_detector, load_weights_into,
+    FORMAT, VERSION, atomic_save, check_resumable, inference_state, load_checkpoint, load_detector, load_weights_into,
+    temp_leftovers,
 )
+from sdet.engine.run_dir import RunLock, check_out_dir, set_aside, truncate_log
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
 from sdet.engine.sampler import StreamBatchSampler
@@ -131,6 +134,7 @@ class Trainer:
         self.best_hmean = -1.0
         self.last_metrics: Dict[str, float] = {}
         self.resume_rng: Optional[torch.Tensor] = None
+        self.saved_step: Optional[int] = None  # the step of the last.pt this run wrote or resumed from
 
     def _load_teacher(self) -> Optional[Detector]:
         """The frozen teacher named by method.teacher: eval mode, no gradients, on the student's device.
@@ -171,10 +175,8 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def _restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        if ckpt.get("kind") != "training":
-            raise UserError("resume needs a training checkpoint (last.pt)", path)
+    def _restore(self, ckpt: Dict[str, Any], path: Path) -> None:
+        self.saved_step = int(ckpt["step"])
         self.detector.load_state_dict(ckpt["model"])
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -216,26 +218,60 @@ class Trainer:
 
     def _save_last(self) -> None:
         atomic_save(self._training_state(), self.out_dir / "last.pt")
+        self.saved_step = self.step
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
-        # resolved first, so a typo fails before anything is built or written (also without evaluation:
-        # the checkpoint keeps data.protocol for `sdet eval`)
+        # Everything that can fail on bad input happens before the folder is touched: protocol,
+        # data, model; an older run's files are moved aside only once this run can start.
         self.protocol = eval_protocol(cfg.data.name, cfg.data.protocol)
-        self._build()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        last = self.out_dir / "last.pt"
-        if cfg.train.resume and last.exists():
-            self._restore(last)
-        elif not cfg.train.resume:  # a fresh run: its log and best.pt must not mix with an older run's
-            for stale in ("log.jsonl", "best.pt"):
-                (self.out_dir / stale).unlink(missing_ok=True)
-        (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
-
+        check_out_dir(self.out_dir)
         train_samples = load_split(cfg.data, cfg.data.train_split)
         self.val_samples = load_split(cfg.data, cfg.data.val_split) if cfg.train.eval_every > 0 and cfg.data.val_split else []
         dataset = TrainDataset(train_samples, cfg.data, cfg.model.type, cfg.train.seed)
+        self._build()
+        last = self.out_dir / "last.pt"
+        resume_ckpt = None
+        if cfg.train.resume and last.exists():
+            resume_ckpt = load_checkpoint(last)
+            check_resumable(resume_ckpt, cfg, last)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create train.out_dir ({exc.strerror or exc})", self.out_dir) from None
+        self.lock = RunLock(self.out_dir).acquire()
+        try:
+            return self._run_locked(dataset, last, resume_ckpt)
+        finally:
+            self.lock.release()
+
+    def _prepare_folder(self, last: Path, resume_ckpt: Optional[Dict[str, Any]]) -> None:
+        """Under the lock: clear killed writers' temp files, then resume or set an older run aside."""
+        cfg = self.cfg
+        if self.lock.took_over:
+            self._say(f"took over the stale lock of {self.lock.took_over} (that process is gone)")
+        for leftover in temp_leftovers(self.out_dir):
+            leftover.unlink(missing_ok=True)
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt, last)
+            dropped = truncate_log(self.out_dir / "log.jsonl", self.step)
+            if dropped:
+                self._say(f"resumed at step {self.step}; dropped {dropped} log records written after that checkpoint")
+            return
+        if cfg.train.resume:
+            self._say(f"train.resume=true but there is no last.pt in {self.out_dir}: starting a fresh run")
+        moved = set_aside(self.out_dir)
+        if moved is not None:
+            self._say(f"an older run's files were moved to {moved}")
+
+    def _say(self, line: str) -> None:
+        print(f"sdet: {line}", file=sys.stderr)
+
+    def _run_locked(self, dataset: TrainDataset, last: Path, resume_ckpt: Optional[Dict[str, Any]]) -> TrainResult:
+        cfg = self.cfg
+        self._prepare_folder(last, resume_ckpt)
+        (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
         logger = JsonlLogger(self.out_dir, cfg.train.tensorboard)
         self.detector.train()
         self.method.train()
@@ -322,10 +358,11 @@ class Trainer:
     def _check_finite(self, values: Dict[str, float]) -> None:
         if not all(math.isfinite(v) for v in values.values()):
             bad = ", ".join(f"{k}={v}" for k, v in values.items())
-            raise TrainingDiverged(
-                f"loss is not finite at step {self.step} ({bad}); stopped, last good checkpoint kept at "
-                f"{self.out_dir / 'last.pt'}", self.out_dir
-            )
+            if self.saved_step is None:
+                kept = "no checkpoint of this run had been written yet"
+            else:
+                kept = f"the last good checkpoint (step {self.saved_step}) is kept at {self.out_dir / 'last.pt'}"
+            raise TrainingDiverged(f"loss is not finite at step {self.step} ({bad}); stopped, {kept}", self.out_dir)
 
 
 def frozen_teacher(teacher: Detector, device: torch.device, channels_last: bool) -> Detector:
