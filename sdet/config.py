@@ -6,6 +6,7 @@ so a typo never silently trains the wrong experiment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import typing
 from dataclasses import dataclass, field
@@ -191,6 +192,14 @@ class Config:
 # ----------------------------------------------------------------------------------------------
 
 
+class ConfigValueError(UserError):
+    """A bad value for one key; `key` lets load_config blame the command line when an override set it."""
+
+    def __init__(self, key: str, message: str, source: str):
+        self.key = key
+        super().__init__(message, source)
+
+
 def _closest(name: str, options: Sequence[str]) -> str:
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.0)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -218,7 +227,11 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
                 if low in ("false", "0", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if not isinstance(value, bool):  # 1 or 2.5 for a switch is a mistake, not "true"
+                raise ValueError(value)
+            return value
+        if isinstance(value, bool) and hint in (int, float):  # YAML true is not the number 1
+            raise ValueError(value)
         if hint is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -232,6 +245,8 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
                 value = yaml.safe_load(value)
             if not isinstance(value, (list, tuple)):
                 raise ValueError(value)
+            if origin in (tuple, Tuple) and args and args[-1] is not Ellipsis and len(value) != len(args):
+                raise ConfigValueError(key, f"'{key}' expects {len(args)} values, got {len(value)}: {list(value)!r}", source)
             elem = args[0] if args else Any
             items = [v if elem is Any else _coerce(v, elem, key, source) for v in value]
             return tuple(items) if origin in (tuple, Tuple) else items
@@ -242,7 +257,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
                 raise ValueError(value)
             return dict(value)
     except (TypeError, ValueError):
-        raise UserError(f"'{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}", source) from None
+        raise ConfigValueError(key, f"'{key}' expects {getattr(hint, '__name__', hint)}, got {value!r}", source) from None
     return value
 
 
@@ -255,7 +270,10 @@ def build_dataclass(cls: Any, values: Dict[str, Any], source: str = "<config>", 
         if key not in hints:
             raise UserError(f"unknown config key '{prefix}{key}'{_closest(key, names)}", source)
         kwargs[key] = _coerce(value, hints[key], prefix + key, source)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if cls is Config:
+        validate_config(obj, source)
+    return obj
 
 
 def _set_dotted(tree: Dict[str, Any], dotted: str, value: Any) -> None:
@@ -315,7 +333,11 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
         if "=" not in item:
             raise UserError(f"override '{item}' is not of the form key=value", "<command line>")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise UserError(f"override '{item}': the value is not valid YAML ({problem})", "<command line>") from None
         _set_dotted(tree, key.strip(), value)
     return tree
 
@@ -323,8 +345,38 @@ def parse_overrides(overrides: Sequence[str]) -> Dict[str, Any]:
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
     """YAML file (optional) + dotted overrides -> validated Config."""
     tree: Dict[str, Any] = read_yaml(Path(path)) if path else {}
-    tree = _merge(tree, parse_overrides(overrides))
-    return build_dataclass(Config, tree, source=str(path) if path else "<command line>")
+    extra = parse_overrides(overrides)
+    check_keys(Config, extra, "<command line>")  # an unknown override key is the command line's, not the file's
+    try:
+        return build_dataclass(Config, _merge(tree, extra), source=str(path) if path else "<command line>")
+    except ConfigValueError as exc:
+        if exc.key is not None and _sets(extra, exc.key):
+            raise UserError(exc.message, "<command line>") from None
+        raise
+
+
+def _sets(tree: Dict[str, Any], dotted: str) -> bool:
+    """Whether the override tree sets `dotted` (or a part of it)."""
+    node: Any = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def check_keys(cls: Any, values: Dict[str, Any], source: str, prefix: str = "") -> None:
+    """Reject unknown keys in a (partial) tree of `cls`'s fields, naming `source`; values are checked later."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key not in hints:
+            names = [f.name for f in dataclasses.fields(cls)]
+            raise UserError(f"unknown config key '{prefix}{key}'{_closest(key, names)}", source)
+        hint = hints[key]
+        if typing.get_origin(hint) is typing.Union:
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            check_keys(hint, value, source, f"{prefix}{key}.")
 
 
 def config_to_dict(cfg: Any) -> Dict[str, Any]:
@@ -343,3 +395,135 @@ def config_to_dict(cfg: Any) -> Dict[str, Any]:
 
 def config_from_dict(values: Dict[str, Any]) -> Config:
     return build_dataclass(Config, values, source="<checkpoint>")
+
+
+# ---------------------------------------------------------------------------------------------- validation
+# Every value check lives here, run whenever a Config is built (file + overrides, a checkpoint's
+# config, a checkpoint's config with overrides), so no command needs checks of its own.
+
+_CHOICES: Dict[str, Tuple[str, ...]] = {
+    "model.head.east_geometry": ("rbox", "quad"),
+    "data.east_geometry": ("rbox", "quad"),
+    "data.input.test_resize": ("short_side", "long_side", "height", "fixed"),
+    "loss.prob_loss": ("bce", "dice"),
+    "loss.east_score_loss": ("balanced_bce", "dice"),
+    "post.box_type": ("quad", "poly"),
+    "post.score_mode": ("fast", "slow"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("poly", "cosine", "step", "constant"),
+}
+# key -> (lowest, highest, whether the lowest itself is allowed); None = unbounded
+_RANGES: Dict[str, Tuple[Optional[float], Optional[float], bool]] = {
+    "model.backbone.width_mult": (0, None, False),
+    "model.neck.inner_channels": (4, None, True),
+    "model.head.k": (0, None, False),
+    "model.head.east_geo_scale": (0, None, False),
+    "data.image_size": (32, None, True),
+    "data.num_workers": (0, None, True),
+    "data.min_text_size": (0, None, True),
+    "data.shrink_ratio": (0, 1, False),
+    "data.thresh_min": (0, 1, True),
+    "data.thresh_max": (0, 1, True),
+    "data.east_shrink_ratio": (0, 0.5, True),
+    "data.augment.rotate_degrees": (0, 180, True),
+    "data.augment.scale_min": (0, None, False),
+    "data.augment.scale_max": (0, None, False),
+    "data.augment.crop_min_ratio": (0, 1, False),
+    "data.augment.crop_max_tries": (1, None, True),
+    "data.augment.color_jitter": (0, 1, True),
+    "data.input.test_size": (32, None, True),
+    "loss.bce_weight": (0, None, True),
+    "loss.l1_weight": (0, None, True),
+    "loss.dice_weight": (0, None, True),
+    "loss.ohem_ratio": (0, None, False),
+    "loss.east_score_weight": (0, None, True),
+    "loss.east_lambda_geo": (0, None, True),
+    "loss.east_lambda_theta": (0, None, True),
+    "post.thresh": (0, 1, True),
+    "post.box_thresh": (0, 1, True),
+    "post.unclip_ratio": (0, None, True),
+    "post.max_candidates": (1, None, True),
+    "post.min_size": (0, None, True),
+    "post.east_score_thresh": (0, 1, True),
+    "post.east_nms_thresh": (0, 1, True),
+    "post.east_box_thresh": (0, 1, True),
+    "post.east_max_candidates": (1, None, True),
+    "train.batch_size": (1, None, True),
+    "train.max_steps": (1, None, True),
+    "train.lr": (0, None, True),
+    "train.weight_decay": (0, None, True),
+    "train.momentum": (0, 1, True),
+    "train.power": (0, None, True),
+    "train.gamma": (0, None, False),
+    "train.warmup_steps": (0, None, True),
+    "train.grad_clip": (0, None, True),
+    "train.eval_every": (0, None, True),
+    "train.save_every": (1, None, True),
+    "train.log_every": (1, None, True),
+    "train.threads": (0, None, True),
+}
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _bound_text(low: Optional[float], high: Optional[float], closed_low: bool) -> str:
+    if high is None:
+        return f"{'>=' if closed_low else '>'} {low:g}"
+    return f"in {'[' if closed_low else '('}{low:g}, {high:g}]"
+
+
+def _check_range(key: str, value: float, low: Optional[float], high: Optional[float], closed_low: bool, source: str) -> None:
+    ok = math.isfinite(float(value)) and (low is None or value > low or (closed_low and value == low)) and (
+        high is None or value <= high)
+    if not ok:
+        raise ConfigValueError(key, f"{key} must be {_bound_text(low, high, closed_low)}, got {value!r}", source)
+
+
+def _check_names(cfg: Config, source: str) -> None:
+    """Registry names, read from the registries themselves (imported here: they import this module)."""
+    from sdet.methods import METHODS
+    from sdet.models.detector import DETECTORS, backbone_names
+
+    for key, names in (("model.type", sorted(DETECTORS)), ("model.backbone.name", backbone_names()),
+                       ("method.name", sorted(METHODS))):
+        value = _get(cfg, key)
+        if value not in names:
+            raise ConfigValueError(key, f"unknown {key} '{value}'{_closest(value, names)}; choose from {', '.join(names)}", source)
+
+
+def validate_config(cfg: Config, source: str = "<config>") -> None:
+    """One pass over every value a run depends on; the first bad one is a one-line UserError."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise ConfigValueError(key, f"{key} must be one of {', '.join(choices)}, got '{value}'{_closest(str(value), choices)}",
+                            source)
+    for key, (low, high, closed) in _RANGES.items():
+        _check_range(key, _get(cfg, key), low, high, closed, source)
+    if cfg.model.neck.inner_channels % 4:
+        raise ConfigValueError("model.neck.inner_channels", f"model.neck.inner_channels must be a multiple of 4 (one quarter per pyramid level), "
+                        f"got {cfg.model.neck.inner_channels}", source)
+    if cfg.data.image_size % 32:
+        raise ConfigValueError("data.image_size", f"data.image_size must be a multiple of 32 (the backbone's stride), got {cfg.data.image_size}",
+                        source)
+    if cfg.data.thresh_min >= cfg.data.thresh_max:
+        raise ConfigValueError("data.thresh_min", f"data.thresh_min ({cfg.data.thresh_min}) must be below data.thresh_max ({cfg.data.thresh_max})",
+                        source)
+    if cfg.data.augment.scale_min > cfg.data.augment.scale_max:
+        raise ConfigValueError("data.augment.scale_min", "data.augment.scale_min must not exceed data.augment.scale_max", source)
+    for key in ("data.input.mean", "data.input.std"):
+        values = _get(cfg, key)
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise ConfigValueError(key, f"{key} must be 3 finite numbers (one per colour channel), got {list(values)}", source)
+    if not all(v > 0 for v in cfg.data.input.std):
+        raise ConfigValueError("data.input.std", f"data.input.std must be positive, got {list(cfg.data.input.std)}", source)
+    device = cfg.train.device
+    if not (device in ("auto", "cpu", "cuda", "mps") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigValueError("train.device", f"train.device must be {DEVICE_HELP}, got '{device}'", source)
+    _check_names(cfg, source)

@@ -11,7 +11,7 @@ from typing import Callable, Dict
 from torch import Tensor, nn
 
 from sdet.config import ModelConfig
-from sdet.models.backbones import build_backbone
+from sdet.models.backbones import BACKBONES, build_backbone
 from sdet.errors import UserError
 from sdet.models.heads.db import DBHead
 from sdet.models.heads.east import GEOMETRIES, EASTHead
@@ -52,9 +52,18 @@ class InferenceModel(nn.Module):
         return self.detector(images).logits[self.detector.text_key].sigmoid()
 
 
+PADDLE_PREFIX = "paddle_mobilenet_v3_"
+
+
+def backbone_names() -> list:
+    """What model.backbone.name accepts: the registry's, with Paddle's variant named by size."""
+    plain = [n for n in BACKBONES if n != "paddle_mobilenet_v3"]
+    return sorted(plain + [PADDLE_PREFIX + "large", PADDLE_PREFIX + "small"])
+
+
 def _backbone(cfg: ModelConfig) -> nn.Module:
     b = cfg.backbone
-    if b.name.startswith("paddle_mobilenet_v3_"):
+    if b.name.startswith(PADDLE_PREFIX):
         return build_backbone(
             "paddle_mobilenet_v3", model_name=b.name.rsplit("_", 1)[1], scale=b.width_mult, disable_se=not b.use_se
         )
