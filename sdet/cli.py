@@ -15,14 +15,33 @@ from sdet.errors import UserError
 
 
 def _checkpoint_with_overrides(path: str, overrides: Sequence[str]):
-    """Load a checkpoint's detector and config; `key=value` overrides adjust post/input settings."""
-    from sdet.config import build_dataclass, config_to_dict, Config, parse_overrides, _merge
-    from sdet.engine.checkpoint import load_detector
+    from sdet.api import load_detector_with_overrides
 
-    detector, cfg, ckpt = load_detector(path)
-    if overrides:
-        cfg = build_dataclass(Config, _merge(config_to_dict(cfg), parse_overrides(overrides)), "<command line>")
-    return detector, cfg, ckpt
+    return load_detector_with_overrides(path, overrides)
+
+
+def _device(name: str):
+    """--device: auto, cpu, cuda[:N] or mps; a device this machine lacks is a one-line error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine", "<command line>")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{name}'", "<command line>") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -43,7 +62,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sdet.data.formats import eval_protocol, load_samples, parse_data_spec
     from sdet.engine.evaluator import evaluate
 
-    detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
+    if args.checkpoint.endswith(".onnx"):  # an export: ONNX Runtime, the same pre- and post-processing
+        from sdet.deploy.onnx_predictor import OnnxPredictor
+
+        runtime = OnnxPredictor(args.checkpoint, args.overrides)
+        cfg = runtime.cfg
+    else:
+        detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
+        runtime = None
     name, root = parse_data_spec(args.data) if args.data else (cfg.data.name, cfg.data.root)
     # the checkpoint's data.protocol was chosen for its own dataset: another dataset gets its own
     # default, unless data.protocol=... is given here
@@ -57,9 +83,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     samples = load_samples(name, root, split, skip_bad=cfg.data.skip_bad)
     if args.limit:
         samples = samples[: args.limit]
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    result = evaluate(detector.to(device), samples, cfg, device, progress=not args.json and sys.stderr.isatty(),
-                      protocol=protocol)
+    progress = not args.json and sys.stderr.isatty()
+    if runtime is not None:
+        from sdet.engine.evaluator import run_on_samples, score_detections
+
+        result = score_detections(samples, run_on_samples(runtime, samples, cfg, progress), protocol)
+    else:
+        device = _device(args.device)
+        result = evaluate(detector.to(device), samples, cfg, device, progress=progress, protocol=protocol)
     out = {**result.to_dict(), "protocol": protocol}
     if not args.json:
         print(f"precision {out['precision']:.4f}  recall {out['recall']:.4f}  hmean {out['hmean']:.4f}  "
@@ -123,7 +154,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from sdet.deploy.onnx_export import export_onnx
 
+    if args.int8 and not args.calib:
+        raise UserError("--int8 needs calibration images: --calib NAME:ROOT (its training split) or a folder",
+                        "<command line>")
     print(export_onnx(args.checkpoint, args.onnx, opset=args.opset).summary())
+    if args.int8:
+        from sdet.deploy.onnx_quantize import calibration_images, quantize_int8
+
+        out = Path(args.onnx).with_suffix(".int8.onnx")
+        print(quantize_int8(Path(args.onnx), out, calibration_images(args.calib, args.calib_count)).summary())
     return 0
 
 
@@ -169,14 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
-    p.add_argument("checkpoint")
+    p = sub.add_parser("eval", help="evaluate a checkpoint (or an exported .onnx) on a dataset split")
+    p.add_argument("checkpoint", help="sdet checkpoint, or an .onnx file from `sdet export` (run by onnxruntime)")
     p.add_argument("overrides", nargs="*", help="key=value overrides of post.* / data.input.*")
     p.add_argument("--data", help="NAME:ROOT (default: the checkpoint's dataset)")
     p.add_argument("--split", help="split name (default: the checkpoint's val split)")
     p.add_argument("--protocol", help="icdar2015, deteval, total-text, total-text-iou, td500 or td500-iou "
                                       "(default: data.protocol, else the dataset's default; docs/DATASETS.md)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print only the JSON result line")
     p.set_defaults(func=cmd_eval)
@@ -217,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_paddle)
 
-    p = sub.add_parser("compare", help="train variants of a config over seeds; table of mean and 95% CI")
+    p = sub.add_parser("compare", help="train variants of a config over seeds; table of mean and 95%% CI")
     p.add_argument("config", help="YAML config shared by every variant")
     p.add_argument("overrides", nargs="*", help="key=value overrides shared by every variant")
     p.add_argument("--variant", action="append", default=[], help="NAME:key=value[,key=value...] (repeat)")
@@ -247,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--onnx", required=True, help="output .onnx path")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", action="store_true", help="also write MODEL.int8.onnx: static int8 (QDQ), calibrated")
+    p.add_argument("--calib", help="calibration images for --int8: NAME:ROOT (its training split) or a folder")
+    p.add_argument("--calib-count", type=_positive_int, default=32, help="calibration images drawn (seeded)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("viz", help="visualisations")

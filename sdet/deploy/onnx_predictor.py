@@ -41,7 +41,12 @@ class OnnxPredictor:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "sdet_config" not in meta or "sdet_text_key" not in meta:
             raise UserError("not an sdet export (no sdet_config/sdet_text_key metadata)", path)
-        values = json.loads(meta["sdet_config"])
+        try:
+            values = json.loads(meta["sdet_config"])
+        except json.JSONDecodeError as exc:
+            raise UserError(f"the sdet_config metadata is not valid JSON ({exc.msg} at character {exc.pos})", path) from None
+        if not isinstance(values, dict):
+            raise UserError("the sdet_config metadata is not a JSON object", path)
         if overrides:
             values = _merge(values, parse_overrides(overrides))
         self.cfg: Config = build_dataclass(Config, values, source=str(path))
