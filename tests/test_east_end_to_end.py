@@ -102,8 +102,8 @@ def test_east_train_eval_predict_export_onnx_predict(synth_root, tmp_path, capsy
         assert len(list(outs[name].glob("*_entropy.png"))) == len(images)
     total = 0
     for image in images:
-        a = json.loads((outs["torch"] / f"{image.stem}.json").read_text())["detections"]
-        b = json.loads((outs["onnx"] / f"{image.stem}.json").read_text())["detections"]
+        a = json.loads((outs["torch"] / f"{image.name}.json").read_text())["detections"]
+        b = json.loads((outs["onnx"] / f"{image.name}.json").read_text())["detections"]
         assert len(a) == len(b)
         total += len(a)
         for da, db in zip(a, b):
