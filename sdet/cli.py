@@ -100,15 +100,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from sdet.deploy.predict_files import predict_paths, predict_with
+    from sdet.api import Detector
+    from sdet.deploy.predict_files import predict_with
 
-    if args.checkpoint.endswith(".onnx"):
-        from sdet.deploy.onnx_predictor import OnnxPredictor
-
-        written = predict_with(OnnxPredictor(args.checkpoint, args.overrides), args.inputs, Path(args.out), args.entropy)
-    else:
-        detector, cfg, _ = _checkpoint_with_overrides(args.checkpoint, args.overrides)
-        written = predict_paths(detector, cfg, args.inputs, Path(args.out), entropy=args.entropy)
+    detector = Detector.load(args.checkpoint, args.overrides)  # the Python API's loader: .pt or .onnx
+    written = predict_with(detector.runtime, args.inputs, Path(args.out), args.entropy)
     print(f"wrote {written} predictions to {args.out}")
     return 0
 
