@@ -177,6 +177,11 @@ class TrainConfig:
     init_from: Optional[str] = None  # start from this sdet checkpoint's detector weights (fine-tuning)
     threads: int = 0  # torch CPU threads, 0 = torch default
     channels_last: bool = True  # NHWC weights and inputs on CPU: ~1.4-1.6x faster steps (docs/BENCHMARKS.md)
+    # Data parallel (torchrun, docs/DISTRIBUTED.md): batch_size is per process and micro-batch; a step's
+    # global batch = batch_size x world size x grad_accum
+    grad_accum: int = 1  # micro-batches accumulated per optimiser step
+    lr_scaling: str = "none"  # none|linear|sqrt: lr x (global batch / batch_size) or its square root
+    sync_bn: bool = False  # batch-norm statistics over all processes (CUDA/NCCL only)
 
 
 @dataclass
@@ -411,6 +416,7 @@ _CHOICES: Dict[str, Tuple[str, ...]] = {
     "post.score_mode": ("fast", "slow"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("poly", "cosine", "step", "constant"),
+    "train.lr_scaling": ("none", "linear", "sqrt"),
 }
 # key -> (lowest, highest, whether the lowest itself is allowed); None = unbounded
 _RANGES: Dict[str, Tuple[Optional[float], Optional[float], bool]] = {
@@ -461,6 +467,7 @@ _RANGES: Dict[str, Tuple[Optional[float], Optional[float], bool]] = {
     "train.save_every": (1, None, True),
     "train.log_every": (1, None, True),
     "train.threads": (0, None, True),
+    "train.grad_accum": (1, None, True),
 }
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
 

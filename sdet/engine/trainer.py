@@ -13,6 +13,7 @@ import os
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -31,7 +32,10 @@ from sdet.engine.checkpoint import (
 from sdet.engine.run_dir import RunLock, check_out_dir, set_aside, truncate_log
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr
-from sdet.engine.sampler import StreamBatchSampler
+from sdet.engine.distributed import (
+    average_gradients, dist_info_from_env, init_process_group, mean_over_ranks, shutdown,
+)
+from sdet.engine.sampler import LocalBatchSampler, StreamBatchSampler
 from sdet.engine.runtime import tune_glibc_malloc
 from sdet.errors import UserError
 from sdet.losses import build_loss
@@ -104,7 +108,12 @@ class Trainer:
         self.progress = progress
         self.stop_after = stop_after
         self.out_dir = Path(cfg.train.out_dir)
+        self.dist = dist_info_from_env()
         self.device = resolve_device(cfg.train.device)
+        if self.dist.enabled and self.device.type == "cuda":  # one GPU per process, as torchrun numbers them
+            self.device = torch.device("cuda", self.dist.local_rank)
+        # a step's global batch: per-process batch x processes x accumulated micro-batches
+        self.global_batch = cfg.train.batch_size * self.dist.world_size * cfg.train.grad_accum
 
     # -- set-up -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -121,20 +130,44 @@ class Trainer:
         # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
         self.channels_last = cfg.train.channels_last and self.device.type == "cpu"
         self.teacher = self._load_teacher()
-        ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps, self.teacher)
+        ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps, self.teacher,
+                            average_gradients=lambda params: average_gradients(params, self.dist))
         self.method = build_method(cfg.method, ctx).to(self.device)
         if self.channels_last:
             self.detector.to(memory_format=torch.channels_last)
             self.method.to(memory_format=torch.channels_last)
+        if cfg.train.sync_bn and self.dist.enabled:
+            if self.device.type != "cuda":
+                raise UserError("train.sync_bn needs CUDA devices (PyTorch's SyncBatchNorm runs on NCCL)", "<config>")
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.detector)  # in place: the context keeps it
         params = list(self.detector.parameters()) + list(self.method.optimized_parameters())
         self.optimizer = build_optimizer(params, cfg.train)
+        self.trainable = self._data_parallel() if self.dist.enabled else self.method
+        ratio = self.global_batch / cfg.train.batch_size
+        self.lr_scale = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[cfg.train.lr_scaling]
         self.use_amp = cfg.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
         self.step = 0
+        self.stream_start = (0, 0)  # (step, stream position) the sampler continues from
         self.best_hmean = -1.0
         self.last_metrics: Dict[str, float] = {}
         self.resume_rng: Optional[torch.Tensor] = None
         self.saved_step: Optional[int] = None  # the step of the last.pt this run wrote or resumed from
+
+    def _data_parallel(self) -> torch.nn.Module:
+        """DDP over detector + method: one module holding every trained parameter. Parameters a method
+        steps with its own optimiser (SKD's discriminator) stay outside and are averaged by the method;
+        find_unused_parameters because some methods leave parts idle on some steps (KA's stages, SDET
+        before et_start_step, a teacher-free aux head of another level)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        init_process_group(self.dist, self.device)
+        both = _Trainable(self.detector, self.method)
+        own = {id(p) for p in self.method.optimized_parameters()}
+        ignored = [f"method.{n}" for n, p in self.method.named_parameters() if id(p) not in own]
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(both, ignored)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(both, device_ids=ids, find_unused_parameters=True)
 
     def _load_teacher(self) -> Optional[Detector]:
         """The frozen teacher named by method.teacher: eval mode, no gradients, on the student's device.
@@ -170,6 +203,8 @@ class Trainer:
             "method_extra": self.method.extra_state(),  # a method's own optimiser (SKD's discriminator)
             "scaler": self.scaler.state_dict() if self.scaler else {},
             "step": self.step,
+            "stream_position": self._stream_position(),
+            "global_batch": self.global_batch,
             "best_hmean": self.best_hmean,
             "metrics": dict(self.last_metrics),
             "torch_rng": torch.get_rng_state(),
@@ -184,13 +219,21 @@ class Trainer:
         if self.scaler and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
+        # older checkpoints, and every run so far without DDP: position = step x (then constant) batch
+        self.stream_start = (self.step, int(ckpt.get("stream_position", self.step * self.cfg.train.batch_size)))
         self.best_hmean = float(ckpt["best_hmean"])
         self.last_metrics = dict(ckpt.get("metrics", {}))
         self.resume_rng = ckpt["torch_rng"]  # set once the loader exists: creating it draws from the stream
 
+    def _stream_position(self) -> int:
+        start_step, start_position = self.stream_start
+        return start_position + (self.step - start_step) * self.global_batch
+
     def _loader(self, dataset: TrainDataset) -> DataLoader:
         cfg = self.cfg
-        sampler = StreamBatchSampler(len(dataset), cfg.train.batch_size, cfg.train.seed, start_step=self.step)
+        stream = StreamBatchSampler(len(dataset), self.global_batch, cfg.train.seed,
+                                    start_position=self._stream_position())
+        sampler = LocalBatchSampler(stream, self.dist) if self.dist.enabled else stream
         workers = cfg.data.num_workers
         return DataLoader(
             dataset,
@@ -240,11 +283,13 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create train.out_dir ({exc.strerror or exc})", self.out_dir) from None
-        self.lock = RunLock(self.out_dir).acquire()
+        self.lock = RunLock(self.out_dir).acquire() if self.dist.is_main else None
         try:
             return self._run_locked(dataset, last, resume_ckpt)
         finally:
-            self.lock.release()
+            if self.lock is not None:
+                self.lock.release()
+            shutdown(self.dist)
 
     def _prepare_folder(self, last: Path, resume_ckpt: Optional[Dict[str, Any]]) -> None:
         """Under the lock: clear killed writers' temp files, then resume or set an older run aside."""
@@ -270,14 +315,22 @@ class Trainer:
 
     def _run_locked(self, dataset: TrainDataset, last: Path, resume_ckpt: Optional[Dict[str, Any]]) -> TrainResult:
         cfg = self.cfg
-        self._prepare_folder(last, resume_ckpt)
-        (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
-        logger = JsonlLogger(self.out_dir, cfg.train.tensorboard)
+        main = self.dist.is_main  # rank 0 alone writes the folder; the others only train
+        if main:
+            self._prepare_folder(last, resume_ckpt)
+            (self.out_dir / "config.yaml").write_text(_yaml_dump(config_to_dict(cfg)), encoding="utf-8")
+            if self.dist.enabled:
+                self._say(f"data parallel: {self.dist.world_size} processes x batch {cfg.train.batch_size} x "
+                          f"{cfg.train.grad_accum} micro-batches = global batch {self.global_batch}; "
+                          f"lr x {self.lr_scale:g} (train.lr_scaling={cfg.train.lr_scaling})")
+        elif resume_ckpt is not None:
+            self._restore(resume_ckpt, last)
+        logger = JsonlLogger(self.out_dir, cfg.train.tensorboard) if main else NullLogger()
         self.detector.train()
         self.method.train()
 
         bar = None
-        if self.progress:
+        if self.progress and main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
@@ -313,35 +366,46 @@ class Trainer:
                     wait_time = compute_time = 0.0
                     window_steps = 0
                 done = self.step == cfg.train.max_steps
-                if cfg.train.eval_every > 0 and (self.step % cfg.train.eval_every == 0 or done):
+                # rank 0 alone evaluates (the others wait in the next step's gradient all-reduce): sharding
+                # would need the detections gathered for one protocol score, for a small share of the time
+                if main and cfg.train.eval_every > 0 and (self.step % cfg.train.eval_every == 0 or done):
                     self._evaluate(logger)
-                if self.step % cfg.train.save_every == 0 or done:
+                if main and (self.step % cfg.train.save_every == 0 or done):
                     self._save_last()
         finally:
             if bar is not None:
                 bar.close()
             logger.close()
-        if self.stop_after is None or self.step == cfg.train.max_steps:
+        if main and (self.stop_after is None or self.step == cfg.train.max_steps):
             if not (self.out_dir / "best.pt").exists():  # no evaluation ran: the final weights are the model
                 atomic_save(inference_state(cfg, self.detector.state_dict(), self.step, self.last_metrics), self.out_dir / "best.pt")
         return TrainResult(self.out_dir, self.step, self.best_hmean, dict(self.last_metrics))
 
     def _train_step(self, batch: Dict[str, torch.Tensor]) -> Dict[str, float]:
-        set_lr(self.optimizer, lr_at(self.step, self.cfg.train))
+        set_lr(self.optimizer, lr_at(self.step, self.cfg.train) * self.lr_scale)
         self.optimizer.zero_grad(set_to_none=True)
         if self.channels_last:
             batch = {**batch, "image": batch["image"].contiguous(memory_format=torch.channels_last)}
-        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
-            terms = self.method(batch, self.step)
-        loss = sum(terms.values())
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        values["loss"] = float(loss.detach())
-        self._check_finite(values)
+        parts = self.cfg.train.grad_accum
+        values: Dict[str, float] = {}
+        for i, micro in enumerate(_micro_batches(batch, parts)):
+            # DDP all-reduces on the last micro-batch only; the others accumulate locally
+            sync = nullcontext() if i == parts - 1 or not self.dist.enabled else self.trainable.no_sync()
+            with sync:
+                with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+                    terms = self.trainable(micro, self.step)
+                loss = sum(terms.values())
+                for key, value in {**terms, "loss": loss}.items():
+                    values[key] = values.get(key, 0.0) + float(value.detach()) / parts
+                scaled = loss / parts
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+        values = mean_over_ranks(values, self.dist)  # every rank logs, and stops on, the same numbers
+        self._check_finite(values)  # before the optimiser step: the weights stay the last good ones
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
         if self.cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
                 [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.train.grad_clip
@@ -351,7 +415,7 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        extra = self.method.after_step(self.step)  # e.g. SKD's discriminator update; returns values to log
+        extra = mean_over_ranks(self.method.after_step(self.step), self.dist)  # e.g. SKD's discriminator step
         self._check_finite(extra)  # raised before this step's checkpoint: the last good one is kept
         return {**values, **extra}
 
@@ -363,6 +427,40 @@ class Trainer:
             else:
                 kept = f"the last good checkpoint (step {self.saved_step}) is kept at {self.out_dir / 'last.pt'}"
             raise TrainingDiverged(f"loss is not finite at step {self.step} ({bad}); stopped, {kept}", self.out_dir)
+
+
+class _Trainable(torch.nn.Module):
+    """Detector and method as one module, so DDP sees every trained parameter (the method holds the
+    detector by reference only, to keep checkpoints apart)."""
+
+    def __init__(self, detector: Detector, method: torch.nn.Module):
+        super().__init__()
+        self.detector = detector
+        self.method = method
+
+    def forward(self, batch: Dict[str, torch.Tensor], step: int) -> Dict[str, torch.Tensor]:
+        return self.method(batch, step)
+
+
+class NullLogger:
+    """What ranks other than 0 log to."""
+
+    def log(self, record: Dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _micro_batches(batch: Dict[str, Any], parts: int) -> List[Dict[str, Any]]:
+    """`parts` equal consecutive slices of a batch (tensors and lists alike)."""
+    if parts == 1:
+        return [batch]
+    size = len(batch["image"])
+    if size % parts:
+        raise ValueError(f"a batch of {size} does not split into {parts} micro-batches")
+    step = size // parts
+    return [{k: v[i * step:(i + 1) * step] for k, v in batch.items()} for i in range(parts)]
 
 
 def frozen_teacher(teacher: Detector, device: torch.device, channels_last: bool) -> Detector:

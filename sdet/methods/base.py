@@ -17,7 +17,7 @@ defaults leave every other method exactly as a plain loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,8 @@ class MethodContext:
     det_loss: Callable[..., Dict[str, Tensor]]  # detector loss: (logits, batch) -> named terms; has .text_loss
     total_steps: int
     teacher: Optional[Detector] = None  # frozen, eval mode, for teacher-based methods
+    # averages gradients of parameters a method steps itself over data-parallel processes (no-op alone)
+    average_gradients: Callable[[Iterable[nn.Parameter]], None] = lambda params: None
 
 
 class Method(nn.Module):

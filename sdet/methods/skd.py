@@ -196,6 +196,7 @@ class SKD(Method):
         wasserstein = self.discriminator(q_s, image).mean() - self.discriminator(q_t, image).mean()
         d_loss = opts.lambda_d * (wasserstein + opts.lambda_gp * gp)
         d_loss.backward()
+        self.ctx.average_gradients(self.discriminator.parameters())  # D is outside DDP: synchronised here
         self.d_optimizer.step()
         return {"skd_d": float(d_loss.detach()), "skd_gp": float(gp.detach())}
 
