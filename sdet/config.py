@@ -168,7 +168,7 @@ class TrainConfig:
     gamma: float = 0.1
     warmup_steps: int = 0
     grad_clip: float = 0.0  # 0 disables
-    amp: bool = True  # used on CUDA only
+    amp: str = "fp16"  # off|bf16|fp16 mixed precision of the detector's forward, CUDA only (fp16: GradScaler)
     eval_every: int = 2000  # 0 disables periodic evaluation
     save_every: int = 500
     log_every: int = 20
@@ -176,12 +176,18 @@ class TrainConfig:
     resume: bool = False
     init_from: Optional[str] = None  # start from this sdet checkpoint's detector weights (fine-tuning)
     threads: int = 0  # torch CPU threads, 0 = torch default
-    channels_last: bool = True  # NHWC weights and inputs on CPU: ~1.4-1.6x faster steps (docs/BENCHMARKS.md)
+    channels_last: bool = True  # NHWC weights and inputs (CPU and CUDA): ~1.4-1.6x faster CPU steps (docs/BENCHMARKS.md)
     # Data parallel (torchrun, docs/DISTRIBUTED.md): batch_size is per process and micro-batch; a step's
     # global batch = batch_size x world size x grad_accum
     grad_accum: int = 1  # micro-batches accumulated per optimiser step
     lr_scaling: str = "none"  # none|linear|sqrt: lr x (global batch / batch_size) or its square root
     sync_bn: bool = False  # batch-norm statistics over all processes (CUDA/NCCL only)
+    cudnn_benchmark: bool = True  # CUDA: let cuDNN pick the fastest kernels for the (fixed) crop size
+
+    def __post_init__(self) -> None:
+        # train.amp was a switch before it named a precision: checkpoints and configs of then still load
+        legacy = {"True": "fp16", "true": "fp16", "False": "off", "false": "off", True: "fp16", False: "off"}
+        self.amp = legacy.get(self.amp, self.amp)
 
 
 @dataclass
@@ -417,6 +423,7 @@ _CHOICES: Dict[str, Tuple[str, ...]] = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("poly", "cosine", "step", "constant"),
     "train.lr_scaling": ("none", "linear", "sqrt"),
+    "train.amp": ("off", "bf16", "fp16"),
 }
 # key -> (lowest, highest, whether the lowest itself is allowed); None = unbounded
 _RANGES: Dict[str, Tuple[Optional[float], Optional[float], bool]] = {

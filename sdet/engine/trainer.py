@@ -128,7 +128,8 @@ class Trainer:
         self.detector.to(self.device)
         self.det_loss = build_loss(cfg)
         # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
-        self.channels_last = cfg.train.channels_last and self.device.type == "cpu"
+        # on CUDA NHWC is an option (tensor cores under AMP like it): train.channels_last applies as given
+        self.channels_last = cfg.train.channels_last and self.device.type in ("cpu", "cuda")
         self.teacher = self._load_teacher()
         ctx = MethodContext(self.detector, self.det_loss, cfg.train.max_steps, self.teacher,
                             average_gradients=lambda params: average_gradients(params, self.dist))
@@ -145,8 +146,12 @@ class Trainer:
         self.trainable = self._data_parallel() if self.dist.enabled else self.method
         ratio = self.global_batch / cfg.train.batch_size
         self.lr_scale = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[cfg.train.lr_scaling]
-        self.use_amp = cfg.train.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.use_amp = cfg.train.amp != "off" and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if cfg.train.amp == "bf16" else torch.float16
+        # bf16 has float32's exponent range: no loss scaling needed
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp and cfg.train.amp == "fp16" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = cfg.train.cudnn_benchmark
         self.step = 0
         self.stream_start = (0, 0)  # (step, stream position) the sampler continues from
         self.best_hmean = -1.0
@@ -392,7 +397,7 @@ class Trainer:
             # DDP all-reduces on the last micro-batch only; the others accumulate locally
             sync = nullcontext() if i == parts - 1 or not self.dist.enabled else self.trainable.no_sync()
             with sync:
-                with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+                with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
                     terms = self.trainable(micro, self.step)
                 loss = sum(terms.values())
                 for key, value in {**terms, "loss": loss}.items():

@@ -39,6 +39,17 @@ def require_distinct_choices(option: str, values: Sequence[Any], choices: Sequen
                         "<config>")
 
 
+def _to_float32(output: DetectorOutput) -> DetectorOutput:
+    from sdet.models.necks.fpn import Pyramid
+
+    f = output.features
+    return DetectorOutput(
+        logits={k: v.float() for k, v in output.logits.items()},
+        features=Pyramid(backbone=[t.float() for t in f.backbone], levels=[t.float() for t in f.levels],
+                         fused=f.fused.float()),
+    )
+
+
 @dataclass
 class MethodContext:
     """Everything a method may need besides the batch."""
@@ -77,7 +88,12 @@ class Method(nn.Module):
 
     def forward(self, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:
         output = self.detector(batch["image"])
-        return self.losses(output, batch, step)
+        if not torch.is_autocast_enabled(output.logits[self.detector.text_key].device.type):
+            return self.losses(output, batch, step)
+        # mixed precision covers the detector only: entropy, OHEM, Dice and the auxiliary branches run in
+        # float32 (log p and small sums of a half-precision map lose the very pixels these terms weigh)
+        with torch.autocast(device_type=output.logits[self.detector.text_key].device.type, enabled=False):
+            return self.losses(_to_float32(output), batch, step)
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:
         raise NotImplementedError
