@@ -7,13 +7,13 @@ from sdet.errors import UserError
 def test_defaults_and_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model:\n  backbone: {name: resnet18}\ntrain: {lr: 0.01}\n")
-    cfg = load_config(str(path), ["train.lr=0.5", "train.milestones=[10, 20]", "model.neck.inner_channels=96", "train.amp=false"])
+    cfg = load_config(str(path), ["train.lr=0.5", "train.milestones=[10, 20]", "model.neck.inner_channels=96", "train.channels_last=false"])
     assert isinstance(cfg, Config)
     assert cfg.model.backbone.name == "resnet18"
     assert cfg.train.lr == 0.5
     assert cfg.train.milestones == [10, 20]
     assert cfg.model.neck.inner_channels == 96
-    assert cfg.train.amp is False
+    assert cfg.train.channels_last is False
     assert cfg.data.input.mean == (0.485, 0.456, 0.406)
 
 
