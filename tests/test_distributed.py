@@ -70,3 +70,23 @@ def test_two_gloo_processes_match_one_process_accumulating_and_resume_on_one(syn
     assert _relative_difference(a, b) < TOLERANCE * 0.1  # of the weights; 3 Adam steps move them ~10%
     for x, y in zip(_records(ddp), _records(single)):
         assert x["step"] == y["step"] and x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
+def test_methods_with_own_modules_and_optimisers_train_under_ddp(synth_root, tmp_path):
+    """SDET (an aux head in the DDP module) and SKD (a frozen teacher and a discriminator stepped by its
+    own optimiser, averaged by hand) run on 2 gloo processes: DDP refuses a module whose parameters are
+    reduced twice or not at all, so a wrong split of what DDP owns fails here."""
+    teacher = tmp_path / "teacher"
+    _train(synth_root, teacher, 1)
+    for method, extra in (("sdet", ["method.options.aux_type=A"]),
+                          ("skd", [f"method.teacher={teacher / 'best.pt'}", "method.options.d_width=16"])):
+        out = tmp_path / method
+        _train(synth_root, out, 2, [f"method.name={method}", *extra], nproc=2)
+        records = _records(out)
+        assert [r["step"] for r in records] == [1, 2]
+        assert all(isinstance(v, float) and v == v for r in records for k, v in r.items() if k not in ("event", "step"))
+        ckpt = load_checkpoint(out / "last.pt")
+        assert ckpt["method"] and ckpt["global_batch"] == 4
+        if method == "skd":
+            assert ckpt["method_extra"]["d_optimizer"]["state"]  # D was stepped
