@@ -28,6 +28,7 @@ class BackboneConfig:
 
 @dataclass
 class NeckConfig:
+    name: str = "fpn"  # fpn (DBNet, PaddleOCR DBFPN) | rsefpn (PP-OCRv3: residual SE after every conv)
     inner_channels: int = 256  # official DB 256 (-> 64 per level); PaddleOCR DBFPN 96 (-> 24)
 
 
@@ -414,6 +415,7 @@ def config_from_dict(values: Dict[str, Any]) -> Config:
 
 _CHOICES: Dict[str, Tuple[str, ...]] = {
     "model.head.east_geometry": ("rbox", "quad"),
+    "model.neck.name": ("fpn", "rsefpn"),
     "data.east_geometry": ("rbox", "quad"),
     "data.input.test_resize": ("short_side", "long_side", "height", "fixed"),
     "loss.prob_loss": ("bce", "dice"),

@@ -16,6 +16,9 @@ from sdet.errors import UserError
 from sdet.models.heads.db import DBHead
 from sdet.models.heads.east import GEOMETRIES, EASTHead
 from sdet.models.necks.fpn import FPN, Pyramid
+from sdet.models.necks.rsefpn import RSEFPN
+
+NECKS: Dict[str, Callable[..., nn.Module]] = {"fpn": FPN, "rsefpn": RSEFPN}
 
 
 @dataclass
@@ -29,7 +32,7 @@ class Detector(nn.Module):
 
     text_key = "prob"
 
-    def __init__(self, backbone: nn.Module, neck: FPN, head: nn.Module, text_key: str):
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module, text_key: str):
         super().__init__()
         self.backbone = backbone
         self.neck = neck
@@ -74,7 +77,7 @@ def _backbone(cfg: ModelConfig) -> nn.Module:
 
 def _build_db(cfg: ModelConfig) -> Detector:
     backbone = _backbone(cfg)
-    neck = FPN(backbone.out_channels, cfg.neck.inner_channels)
+    neck = NECKS[cfg.neck.name](backbone.out_channels, cfg.neck.inner_channels)
     return Detector(backbone, neck, DBHead(cfg.neck.inner_channels, k=cfg.head.k), text_key="prob")
 
 
@@ -82,7 +85,7 @@ def _build_east(cfg: ModelConfig) -> Detector:
     if cfg.head.east_geometry not in GEOMETRIES:
         raise UserError(f"model.head.east_geometry must be one of {sorted(GEOMETRIES)}, got '{cfg.head.east_geometry}'", "<config>")
     backbone = _backbone(cfg)
-    neck = FPN(backbone.out_channels, cfg.neck.inner_channels)
+    neck = NECKS[cfg.neck.name](backbone.out_channels, cfg.neck.inner_channels)
     head = EASTHead(cfg.neck.inner_channels, geometry=cfg.head.east_geometry, scale=cfg.head.east_geo_scale)
     return Detector(backbone, neck, head, text_key="score")
 

@@ -1,0 +1,249 @@
+"""`sdet import-onnx MODEL.onnx --out init.pt`: a PP-OCR DB text detector's ONNX graph onto sdet modules.
+
+PaddleOCR's inference exports (e.g. PP-OCRv3 mobile det in rapidocr-onnxruntime 1.2.3) hold their
+weights as Constant tensors: Conv (its bias, if any, as a following Reshape + Add), unfolded
+BatchNormalization, ConvTranspose. The import is by graph structure, strictly: the graph's
+weight-bearing nodes, in topological order, are paired one to one with the sdet detector's
+Conv2d / BatchNorm2d / ConvTranspose2d modules in the order its forward calls them (PaddleMobileNetV3
++ RSEFPN + DB head: both follow PaddleOCR's code order); every pair must agree in kind, shape, stride,
+groups, padding and BN epsilon, every weight tensor is used exactly once, and the first node that
+does not fit is named. Widths come from the tensors (first conv, head input); the variant of
+MobileNetV3 (large/small, scale, SE) is the one whose module sequence matches the graph.
+
+The export's output is the probability map only: DB's threshold branch is absent and stays at its
+random initialisation (it is only used in training, where a fine-tune learns it; the report says so).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from sdet.errors import UserError
+
+WEIGHT_OPS = ("Conv", "BatchNormalization", "ConvTranspose")
+KNOWN_OPS = frozenset(WEIGHT_OPS + ("Constant", "Add", "Mul", "Relu", "Clip", "Div", "Reshape", "GlobalAveragePool",
+                                    "HardSigmoid", "HardSwish", "Resize", "Concat", "Sigmoid", "Identity"))
+MODULE_KIND = {nn.Conv2d: "Conv", nn.BatchNorm2d: "BatchNormalization", nn.ConvTranspose2d: "ConvTranspose"}
+# (model_name, scale, use_se) tried in this order; PP-OCRv3 mobile det is the first
+VARIANTS = [("large", 0.5, False), ("large", 0.5, True), ("large", 0.35, False), ("large", 1.0, False),
+            ("large", 1.0, True), ("small", 0.5, False), ("small", 1.0, True)]
+
+
+@dataclass
+class WeightNode:
+    """One weight-bearing graph node and the Constant tensors it uses (by name)."""
+
+    op: str
+    name: str
+    tensors: Dict[str, str]  # role (weight, bias, scale, B, mean, var) -> constant name
+    attrs: Dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class OnnxImportReport:
+    path: Path
+    variant: str
+    num_tensors: int
+    left_random: List[str]
+
+    def summary(self) -> str:
+        return (f"imported {self.num_tensors} tensors of a PP-OCR DB graph ({self.variant}) -> {self.path}; "
+                f"left at random initialisation (absent from the inference graph): {', '.join(self.left_random)}")
+
+
+def _load(path: Path):
+    import onnx
+
+    if not path.is_file():
+        raise UserError("ONNX model not found", path)
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # truncated or not protobuf
+        raise UserError(f"not a readable ONNX model ({type(exc).__name__}: {str(exc).strip()[:120] or 'no details'})",
+                        path) from None
+
+
+def _constants(model) -> Dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    out = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return out
+
+
+def _attrs(node) -> Dict[str, object]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndarray]]:
+    """The graph's Conv/BN/ConvTranspose nodes in order, each with its weight, bias and BN tensors."""
+    consts = _constants(model)
+    nodes = list(model.graph.node)
+    for node in nodes:
+        if node.op_type not in KNOWN_OPS:
+            raise UserError(f"node '{node.name}' ({node.op_type}): an operation PP-OCR DB graphs do not use; "
+                            "not a PP-OCR DB text detector", path)
+    consumers: Dict[str, List] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    reshaped = {n.output[0]: n.input[0] for n in nodes if n.op_type == "Reshape" and n.input[0] in consts}
+    found: List[WeightNode] = []
+    for node in nodes:
+        if node.op_type not in WEIGHT_OPS:
+            continue
+        inputs = list(node.input)
+        if node.op_type == "BatchNormalization":
+            tensors = dict(zip(("scale", "B", "mean", "var"), inputs[1:5]))
+        else:
+            tensors = {"weight": inputs[1]}
+            if len(inputs) > 2 and inputs[2]:
+                tensors["bias"] = inputs[2]
+            else:  # Paddle's export: conv, then Add(Reshape(bias constant))
+                for add in consumers.get(node.output[0], []):
+                    other = [i for i in add.input if i != node.output[0]]
+                    if add.op_type == "Add" and len(other) == 1 and other[0] in reshaped:
+                        tensors["bias"] = reshaped[other[0]]
+        missing = [t for t in tensors.values() if t not in consts]
+        if missing:
+            raise UserError(f"node '{node.name}' ({node.op_type}): its weights are computed, not constant "
+                            f"({missing[0]})", path)
+        found.append(WeightNode(node.op_type, node.name, tensors, _attrs(node)))
+    return found, consts
+
+
+def _kind(module: nn.Module) -> Optional[str]:
+    """The graph op a module becomes (subclasses too: sdet's DepthwiseConv2d is a Conv2d)."""
+    return next((op for cls, op in MODULE_KIND.items() if isinstance(module, cls)), None)
+
+
+def _modules_in_call_order(detector: nn.Module) -> List[Tuple[str, nn.Module]]:
+    order: List[Tuple[str, nn.Module]] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, _o, name=name: order.append((name, mod)))
+             for name, m in detector.named_modules() if _kind(m)]
+    with torch.no_grad():
+        detector.eval()(torch.zeros(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    return order
+
+
+def _config(model_name: str, scale: float, use_se: bool, inner: int):
+    from sdet.config import load_config
+
+    return load_config(None, [
+        "model.type=db", f"model.backbone.name=paddle_mobilenet_v3_{model_name}", f"model.backbone.width_mult={scale}",
+        f"model.backbone.use_se={str(use_se).lower()}", "model.neck.name=rsefpn", f"model.neck.inner_channels={inner}",
+        # PaddleOCR's det pre-processing on cv2's BGR pixels, rapidocr's PP-OCRv3 resize and DB settings
+        "data.input.to_rgb=false", "data.input.test_resize=short_side", "data.input.test_size=736",
+        "post.thresh=0.3", "post.box_thresh=0.5", "post.unclip_ratio=1.6", "post.use_dilation=true",
+    ])
+
+
+def _mismatch(node: WeightNode, module: nn.Module, name: str, consts: Dict[str, np.ndarray]) -> Optional[str]:
+    """Why graph node and sdet module do not fit, or None."""
+    where = f"node '{node.name}' ({node.op}) vs sdet {name}"
+    if _kind(module) != node.op:
+        return f"{where}: a {type(module).__name__} was expected here"
+    if node.op == "BatchNormalization":
+        shape = consts[node.tensors["scale"]].shape
+        if shape != (module.num_features,):
+            return f"{where}: expected {module.num_features} channels, got {shape}"
+        eps = float(node.attrs.get("epsilon", 1e-5))
+        return None if abs(eps - module.eps) < 1e-7 else f"{where}: epsilon {eps:g} != {module.eps:g}"
+    weight = consts[node.tensors["weight"]].shape
+    if weight != tuple(module.weight.shape):
+        return f"{where}: expected weight {'x'.join(map(str, module.weight.shape))}, got {'x'.join(map(str, weight))}"
+    if ("bias" in node.tensors) != (module.bias is not None):
+        return f"{where}: bias {'present' if 'bias' in node.tensors else 'absent'} in the graph, not in sdet"
+    strides = tuple(node.attrs.get("strides", (1, 1)))
+    group = int(node.attrs.get("group", 1))
+    if strides != tuple(module.stride) or group != module.groups:
+        return f"{where}: strides/group {strides}/{group} != {tuple(module.stride)}/{module.groups}"
+    pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
+    if node.op == "Conv" and pads[:2] != tuple(module.padding):
+        return f"{where}: padding {pads} != {tuple(module.padding)}"
+    return None
+
+
+def _first_mismatch(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts) -> Optional[str]:
+    if len(nodes) != len(order):
+        reason = None
+        for node, (name, module) in zip(nodes, order):
+            reason = _mismatch(node, module, name, consts)
+            if reason:
+                break
+        return reason or f"the graph has {len(nodes)} weight nodes, the sdet detector {len(order)}"
+    for node, (name, module) in zip(nodes, order):
+        reason = _mismatch(node, module, name, consts)
+        if reason:
+            return reason
+    return None
+
+
+def _fill(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts: Dict[str, np.ndarray], path: Path) -> int:
+    used: Dict[str, str] = {}
+    roles = {"weight": "weight", "bias": "bias", "scale": "weight", "B": "bias", "mean": "running_mean",
+             "var": "running_var"}
+    with torch.no_grad():
+        for node, (_name, module) in zip(nodes, order):
+            for role, const in node.tensors.items():
+                if const in used:
+                    raise UserError(f"node '{node.name}': tensor '{const}' is also used by '{used[const]}'", path)
+                used[const] = node.name
+                getattr(module, roles[role]).copy_(torch.from_numpy(np.array(consts[const], dtype=np.float32)))
+    return len(used)
+
+
+def _unused_weights(model, consts: Dict[str, np.ndarray], used: int, nodes: List[WeightNode]) -> List[str]:
+    """Float tensors of rank >= 1 left over that are not pre/post-processing parameters (Resize scales,
+    Reshape shapes, Clip bounds, scalars): a weight the mapping did not consume."""
+    taken = {c for n in nodes for c in n.tensors.values()}
+    shape_like = {n.input[i] for n in model.graph.node if n.op_type in ("Resize", "Reshape", "Clip")
+                  for i in range(1, len(n.input))}
+    return [k for k, v in consts.items() if k not in taken and k not in shape_like and v.dtype.kind == "f" and v.size > 1]
+
+
+def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
+    from sdet.engine.checkpoint import atomic_save, inference_state
+    from sdet.models.detector import build_detector
+
+    path, out = Path(model_path), Path(out_path)
+    model = _load(path)
+    nodes, consts = weight_nodes(model, path)
+    convs = [n for n in nodes if n.op == "Conv"]
+    if len(convs) < 10 or not any(n.op == "ConvTranspose" for n in nodes):
+        raise UserError(f"{len(nodes)} weight nodes, no transposed convolution: not a DB text detector", path)
+    head_conv = convs[-1]
+    inner = int(consts[head_conv.tensors["weight"]].shape[1])
+    first_reason = None
+    for model_name, scale, use_se in VARIANTS:
+        cfg = _config(model_name, scale, use_se, inner)
+        detector = build_detector(cfg.model)
+        order = _modules_in_call_order(detector)
+        reason = _first_mismatch(nodes, order, consts)
+        if reason is None:
+            break
+        first_reason = first_reason or reason
+    else:
+        raise UserError(f"the graph does not fit a PP-OCR DB detector (MobileNetV3 + RSEFPN + DB head): "
+                        f"{first_reason}", path)
+    n = _fill(nodes, order, consts, path)
+    leftover = _unused_weights(model, consts, n, nodes)
+    if leftover:
+        raise UserError(f"weight tensor '{leftover[0]}' is not used by any sdet module ({len(leftover)} unused)", path)
+    atomic_save(inference_state(cfg, detector.state_dict(), step=0, metrics={}), out)
+    variant = f"MobileNetV3-{model_name} x{scale} SE {'on' if use_se else 'off'} + RSEFPN {inner} + DB head"
+    report = OnnxImportReport(out, variant, n, ["head.thresh (DB threshold branch)"])
+    if echo:
+        echo(report.summary())
+    return report
