@@ -194,6 +194,13 @@ def cmd_import_paddle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_onnx(args: argparse.Namespace) -> int:
+    from sdet.deploy.onnx_import import import_onnx
+
+    import_onnx(args.model, args.out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import_paddle)
+
+    p = sub.add_parser("import-onnx", help="convert a PaddleOCR DB detector's ONNX export (e.g. PP-OCRv3 det) "
+                                           "to an sdet checkpoint (docs/IMPORT.md)")
+    p.add_argument("model", help="the .onnx file")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_import_onnx)
 
     p = sub.add_parser("compare", help="train variants of a config over seeds; table of mean and 95%% CI")
     p.add_argument("config", help="YAML config shared by every variant")

@@ -176,6 +176,7 @@ class TrainConfig:
     tensorboard: bool = False
     resume: bool = False
     init_from: Optional[str] = None  # start from this sdet checkpoint's detector weights (fine-tuning)
+    init_parts: str = "all"  # what init_from loads: all | backbone | backbone,neck (the rest stays random)
     threads: int = 0  # torch CPU threads, 0 = torch default
     channels_last: bool = True  # NHWC weights and inputs (CPU and CUDA): ~1.4-1.6x faster CPU steps (docs/BENCHMARKS.md)
     # Data parallel (torchrun, docs/DISTRIBUTED.md): batch_size is per process and micro-batch; a step's
@@ -426,6 +427,7 @@ _CHOICES: Dict[str, Tuple[str, ...]] = {
     "train.schedule": ("poly", "cosine", "step", "constant"),
     "train.lr_scaling": ("none", "linear", "sqrt"),
     "train.amp": ("off", "bf16", "fp16"),
+    "train.init_parts": ("all", "backbone", "backbone,neck"),
 }
 # key -> (lowest, highest, whether the lowest itself is allowed); None = unbounded
 _RANGES: Dict[str, Tuple[Optional[float], Optional[float], bool]] = {

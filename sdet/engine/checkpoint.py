@@ -131,10 +131,16 @@ def checkpoint_config(ckpt: Dict[str, Any]) -> Config:
     return config_from_dict(ckpt["config"])
 
 
-def load_weights_into(detector: torch.nn.Module, ckpt: Dict[str, Any], path: Union[str, Path]) -> None:
-    """Strictly load a checkpoint's detector weights; a different architecture is a UserError."""
+def load_weights_into(detector: torch.nn.Module, ckpt: Dict[str, Any], path: Union[str, Path],
+                      parts: str = "all") -> None:
+    """Strictly load a checkpoint's detector weights, all of them or only the named top-level parts
+    (``backbone``, ``backbone,neck``): within what is loaded, a different architecture is a UserError."""
+    prefixes = None if parts == "all" else tuple(f"{p.strip()}." for p in parts.split(","))
     model_state = detector.state_dict()
     state = ckpt["model"]
+    if prefixes is not None:
+        model_state = {k: v for k, v in model_state.items() if k.startswith(prefixes)}
+        state = {k: v for k, v in state.items() if k.startswith(prefixes)}
     missing = [k for k in model_state if k not in state]
     unexpected = [k for k in state if k not in model_state]
     wrong = [k for k in model_state if k in state and tuple(state[k].shape) != tuple(model_state[k].shape)]
@@ -143,7 +149,7 @@ def load_weights_into(detector: torch.nn.Module, ckpt: Dict[str, Any], path: Uni
             f"checkpoint does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}, "
             f"shape mismatch {wrong[:3]} (check model.* against the checkpoint's config)", path
         )
-    detector.load_state_dict(state)
+    detector.load_state_dict(state, strict=prefixes is None)
 
 
 def load_detector(path: Union[str, Path]) -> Tuple[torch.nn.Module, Config, Dict[str, Any]]:

@@ -124,7 +124,8 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.detector = build_detector(cfg.model)
         if cfg.train.init_from:
-            load_weights_into(self.detector, load_checkpoint(cfg.train.init_from), cfg.train.init_from)
+            load_weights_into(self.detector, load_checkpoint(cfg.train.init_from), cfg.train.init_from,
+                              cfg.train.init_parts)
         self.detector.to(self.device)
         self.det_loss = build_loss(cfg)
         # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
