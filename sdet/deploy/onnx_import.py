@@ -270,6 +270,9 @@ def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
     convs = [n for n in nodes if n.op == "Conv"]
     if len(convs) < 10 or not any(n.op == "ConvTranspose" for n in nodes):
         raise UserError(f"{len(nodes)} weight nodes, no transposed convolution: not a DB text detector", path)
+    if "bias" in convs[0].tensors and nodes[1].op != "BatchNormalization":  # PP-OCR's stem is conv + BN
+        raise UserError("the first convolution has a bias and no BatchNormalization: the export folded BN into "
+                        "the convolutions (constant folding, as `sdet export` does); import the unfolded graph", path)
     head_conv = convs[-1]
     inner = int(consts[head_conv.tensors["weight"]].shape[1])
     first_reason = None
