@@ -158,6 +158,32 @@ def test_real_msra_td500_train() -> None:
     assert deli[1, 1] > deli[0, 1] + 10
 
 
+def test_holdout_folds_are_disjoint_cover_the_split_and_ignore_listing_order(tmp_path: Path) -> None:
+    for n in (1, 2, 10, 3, 11, 4, 5):
+        write_image(tmp_path / "train" / f"IMG_{n}.JPG")
+        write_bytes(tmp_path / "train" / f"IMG_{n}.gt", f"0 0 1 1 20 8 0\n".encode())
+    names = lambda split: [Path(s.image_path).name for s in load_samples("msra-td500", tmp_path, split)]
+    # natural order 1 2 3 4 5 10 11: positions 0, 3, 6 are held out with K=3
+    assert names("train/holdout-3") == ["IMG_1.JPG", "IMG_4.JPG", "IMG_11.JPG"]
+    assert names("train/without-holdout-3") == ["IMG_2.JPG", "IMG_3.JPG", "IMG_5.JPG", "IMG_10.JPG"]
+    assert sorted(names("train/holdout-3") + names("train/without-holdout-3")) == sorted(names("train"))
+    cfg = DataConfig(name="msra-td500", root=str(tmp_path), train_split="train/without-holdout-3", val_split="train/holdout-3")
+    assert len(load_split(cfg, cfg.train_split)) == 4 and len(load_split(cfg, cfg.val_split)) == 3
+    for bad in ("train/holdout-1", "train/holdout-x", "train/holdout5"):
+        with pytest.raises(UserError, match="holdout"):
+            load_samples("msra-td500", tmp_path, bad)
+    with pytest.raises(UserError, match="test: dataset folder not found"):  # the base split is checked as usual
+        load_samples("msra-td500", tmp_path, "test/holdout-3")
+
+
+@pytest.mark.skipif(not TD500.is_dir(), reason=f"real MSRA-TD500 data not found at {TD500}")
+def test_real_msra_td500_holdout_5_is_60_images() -> None:
+    held = load_samples("msra-td500", TD500, "train/holdout-5")
+    kept = load_samples("msra-td500", TD500, "train/without-holdout-5")
+    assert (len(held), len(kept)) == (60, 240)
+    assert not {s.image_path for s in held} & {s.image_path for s in kept}
+
+
 # --------------------------------------------------------------------------- Total-Text
 
 

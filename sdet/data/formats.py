@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from sdet.data.holdout import parse_holdout, select_fold
 from sdet.data.readers import casia10k, icdar2013, icdar2015, paddle_label, td500, totaltext
 from sdet.data.readers.common import (  # noqa: F401  (re-exported: other modules import them from here)
     DONT_CARE,
@@ -93,12 +94,19 @@ def parse_data_spec(spec: str) -> Tuple[str, str]:
 
 
 def load_dataset(name: str, root: PathLike, split: str, problems: Problems) -> List[Sample]:
-    """Read split ``split`` of dataset ``name`` under ``root``, reporting to ``problems``."""
+    """Read split ``split`` of dataset ``name`` under ``root``, reporting to ``problems``.
+
+    ``SPLIT/holdout-K`` and ``SPLIT/without-holdout-K`` select a fold of SPLIT (sdet.data.holdout).
+    """
     reader = _reader(name)
     root_path = Path(root)
     if not str(root) or not root_path.exists():
         raise UserError("dataset root not found", root_path if str(root) else "<empty data root>")
-    return reader(root_path, split, problems)
+    holdout = parse_holdout(split)
+    if holdout is None:
+        return reader(root_path, split, problems)
+    base, k, held_out = holdout
+    return select_fold(reader(root_path, base, problems), k, held_out)
 
 
 def load_samples(name: str, root: PathLike, split: str, *, skip_bad: bool = False) -> List[Sample]:
