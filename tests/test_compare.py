@@ -7,7 +7,7 @@ import pytest
 
 from sdet.errors import UserError
 from sdet.cli import main
-from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
+from sdet.experiments.compare import format_differences, paired_differences, parse_seeds, parse_variant, run_comparison
 from sdet.experiments.stats import summarize, t_quantile_975
 
 from conftest import tiny_overrides
@@ -21,6 +21,23 @@ def test_confidence_interval_matches_student_t():
     assert s.half_width == pytest.approx(4.303 * 0.1 / math.sqrt(3))
     assert t_quantile_975(1000) == 1.96 and t_quantile_975(22) == 2.086
     assert math.isnan(summarize([0.5]).half_width)
+
+
+def test_paired_differences_hand_computed():
+    run = lambda p, r, f: {"precision": p, "recall": r, "hmean": f}
+    runs = {"base": [run(0.5, 0.4, 0.60), run(0.6, 0.5, 0.70), run(0.7, 0.6, 0.80)],
+            "sdet": [run(0.5, 0.5, 0.61), run(0.6, 0.5, 0.72), run(0.7, 0.6, 0.79)]}
+    diff = paired_differences(runs, "base")
+    assert set(diff) == {"sdet"}
+    f = diff["sdet"]["hmean"]
+    assert f["per_seed"] == pytest.approx([0.01, 0.02, -0.01])
+    # mean 0.00667, sd of (0.01, 0.02, -0.01) = 0.015275; half-width 4.303 * sd / sqrt(3)
+    assert f["mean"] == pytest.approx(0.02 / 3)
+    assert f["half_width"] == pytest.approx(4.303 * 0.0152753 / math.sqrt(3), rel=1e-4)
+    # the unpaired spread (0.1 between seeds) would swamp a 0.007 effect; pairing removes it
+    assert f["half_width"] < summarize([0.61, 0.72, 0.79]).half_width / 5
+    table = format_differences(diff, "base")
+    assert "| sdet | +0.00 ± 0.00 | +3.33 ± 14.34 | +0.67 ± 3.79 | 2 of 3 seeds |" in table
 
 
 def test_variant_spec_parsing():
@@ -57,4 +74,8 @@ def test_grid_runs_every_seed_and_resumes(synth_root, tmp_path):
     again = run_comparison(None, common, variants, [0, 1], out, echo=None)
     assert (out / "base" / "seed0" / "best.pt").stat().st_mtime_ns == stamp
     assert again["base"]["runs"] == summary["base"]["runs"]
-    assert json.loads((out / "summary.json").read_text())["seeds"] == [0, 1]
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["seeds"] == [0, 1] and saved["reference"] == "base"
+    assert saved["paired_differences"]["sdet"]["hmean"]["per_seed"] == pytest.approx(
+        [s["hmean"] - b["hmean"] for s, b in zip(summary["sdet"]["runs"], summary["base"]["runs"])])
+    assert "| variant - base |" in table

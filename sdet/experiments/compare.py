@@ -95,12 +95,46 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
         name: {m: vars(summarize([r[m] for r in results])) for m in METRICS} | {"runs": results}
         for name, results in runs.items()
     }
-    _write_json(out / "summary.json", {"config": config, "common": list(common), "seeds": list(seeds), "variants": summary})
-    table = format_table(runs, seeds)
+    reference = variants[0].name
+    differences = paired_differences(runs, reference)
+    _write_json(out / "summary.json", {"config": config, "common": list(common), "seeds": list(seeds), "variants": summary,
+                                       "reference": reference, "paired_differences": differences})
+    table = format_table(runs, seeds) + "\n\n" + format_differences(differences, reference)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
     if echo:
         echo(table)
     return summary
+
+
+def paired_differences(runs: Dict[str, List[dict]], reference: str) -> Dict[str, dict]:
+    """Per-seed differences (variant - reference) of every metric, summarised like the runs.
+
+    Pairing by seed removes the seed-to-seed spread the variants share (same data order, same
+    initialisation), so a small effect can show where the unpaired intervals overlap.
+    """
+    differences = {}
+    for name, results in runs.items():
+        if name == reference:
+            continue
+        deltas = {m: [r[m] - ref[m] for r, ref in zip(results, runs[reference])] for m in METRICS}
+        differences[name] = {m: vars(summarize(values)) | {"per_seed": values} for m, values in deltas.items()}
+    return differences
+
+
+def format_differences(differences: Dict[str, dict], reference: str) -> str:
+    lines = [f"| variant - {reference} | ΔP (points) | ΔR (points) | ΔF (points) | F higher in |", "|---|---|---|---|---|"]
+    for name, delta in differences.items():
+        cells = [_format_delta(delta[m]) for m in METRICS]
+        wins = sum(d > 0 for d in delta["hmean"]["per_seed"])
+        lines.append(f"| {name} | {' | '.join(cells)} | {wins} of {len(delta['hmean']['per_seed'])} seeds |")
+    lines.append("\npaired by seed: mean ± half-width of the 95% confidence interval (Student t) of the differences")
+    return "\n".join(lines)
+
+
+def _format_delta(summary: dict, scale: float = 100.0) -> str:
+    if summary["n"] < 2:
+        return f"{summary['mean'] * scale:+.2f}"
+    return f"{summary['mean'] * scale:+.2f} ± {summary['half_width'] * scale:.2f}"
 
 
 def format_table(runs: Dict[str, List[dict]], seeds: Sequence[int]) -> str:

@@ -22,7 +22,7 @@ from sdet.errors import UserError
 
 PathLike = Union[str, Path]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DONT_CARE = "###"
 UTF8_BOM = b"\xef\xbb\xbf"
 # Codec -> the name users know; gb18030 is a superset of GBK that decodes every GBK file.
