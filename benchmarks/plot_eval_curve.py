@@ -62,7 +62,7 @@ def draw_curves(curves: Sequence[Tuple[str, List[Tuple[int, float]]]], out: Path
         cv2.putText(canvas, f"{int(tick)}", (x - 15, height - bottom + 22), font, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
     cv2.rectangle(canvas, (left, top), (width - right, height - bottom), (60, 60, 60), 1)
     cv2.putText(canvas, "training step", (width // 2 - 50, height - 20), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, "F", (30, top + 15), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "F", (left - 22, top - 10), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     if reference:
         _, y = to_px(0, reference[1])
         for x in range(left, width - right, 12):
