@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ICDAR2015 = SHARED / "data" / "icdar2015"
 PADDLE_WEIGHTS = SHARED / "weights" / "ppocr-ic15-db-mv3-x0.5"
+# The SDET studies' variants (docs/SDET.md): the baseline first, as the reference of the paired differences
+SDET_VARIANTS = (
+    "baseline:method.name=baseline",
+    "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
+    "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
+    # SDET-M, the entropy match inside text only: the untried option chosen for the PP-OCRv3 studies
+    "sdet-C@P3-masked:method.name=sdet,method.options.aux_type=C,method.options.level=P3,method.options.masked=true",
+)
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -34,19 +34,12 @@ from typing import Dict, List, Optional, Sequence
 
 import cv2
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
+from common import REPO, SDET_VARIANTS  # noqa: E402  (common puts the repository on sys.path)
 
 CARRY = REPO / ".carry"
 QUALITIES = (95, 90, 85, 80, 75, 70, 60, 50, 40)
 WHEELS = ("pyclipper", "shapely")  # what the GPU image lacks of sdet's dependencies (device KINDS.md)
-DEFAULT_VARIANTS = (
-    "baseline:method.name=baseline",
-    "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
-    "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
-    "sdet-C@P3-masked:method.name=sdet,method.options.aux_type=C,method.options.level=P3,method.options.masked=true",
-)
 
 
 @dataclass(frozen=True)
@@ -250,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
         "train.eval_every=0", "data.image_size=640", *layout.test_overrides,
         *([f"train.init_from={init}"] if init is not None else []), *args.overrides,
     ]
-    variants = [parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS)]
+    variants = [parse_variant(v) for v in (args.variant or SDET_VARIANTS)]
     seeds = parse_seeds(args.seeds)
     work = Path(args.work)
     cal = calibrate(config, common, init, work, args.calib_steps)

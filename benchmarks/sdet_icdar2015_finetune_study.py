@@ -14,14 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import ICDAR2015, PADDLE_WEIGHTS, REPO, machine_line
-
-VARIANTS = [
-    "baseline:method.name=baseline",
-    "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
-    "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
-]
-
+from common import ICDAR2015, PADDLE_WEIGHTS, REPO, SDET_VARIANTS, machine_line
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
               f"data.image_size={args.image_size}", "train.save_every=50", "train.log_every=10"]
     common += args.overrides
     run_comparison(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), common,
-                   [parse_variant(v) for v in (args.variant or VARIANTS)], parse_seeds(args.seeds),
+                   [parse_variant(v) for v in (args.variant or SDET_VARIANTS[:3])], parse_seeds(args.seeds),
                    out, echo=lambda m: print(m, flush=True))
     return 0
 

@@ -19,19 +19,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import REPO, SHARED, machine_line
+from common import REPO, SDET_VARIANTS, SHARED, machine_line
 
 DATASETS = {
     "icdar2015": ("configs/icdar2015/ppocrv3_db_finetune.yaml", SHARED / "data" / "icdar2015"),
     "msra-td500": ("configs/td500/ppocrv3_db_finetune.yaml", SHARED / "data" / "msra-td500"),
 }
-VARIANTS = [
-    "baseline:method.name=baseline",
-    "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
-    "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
-    # the untried option chosen for this study: SDET-M, the entropy match inside text only
-    "sdet-C@P3-masked:method.name=sdet,method.options.aux_type=C,method.options.level=P3,method.options.masked=true",
-]
 
 
 def installed_ppocrv3() -> Path | None:
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(machine_line("sdet_ppocrv3_study", 2), flush=True)
     common = [f"data.root={root}", f"train.init_from={init}", "train.eval_every=0", *args.overrides]
-    run_comparison(str(REPO / config), common, [parse_variant(v) for v in (args.variant or VARIANTS)],
+    run_comparison(str(REPO / config), common, [parse_variant(v) for v in (args.variant or SDET_VARIANTS)],
                    parse_seeds(args.seeds), out, echo=lambda m: print(m, flush=True))
     return 0
 

@@ -13,13 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import REPO, machine_line
-
-VARIANTS = [
-    "baseline:method.name=baseline",
-    "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
-    "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
-]
+from common import REPO, SDET_VARIANTS, machine_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line("sdet_synthetic_study", 2), flush=True)
     common = [o for o in demo_overrides(data, out / "unused", 0, args.steps) if not o.startswith(("train.out_dir", "train.seed"))]
     common += args.overrides
-    run_comparison(None, common, [parse_variant(v) for v in (args.variant or VARIANTS)],
+    run_comparison(None, common, [parse_variant(v) for v in (args.variant or SDET_VARIANTS[:3])],
                    parse_seeds(args.seeds), out, echo=lambda m: print(m, flush=True))
     return 0
 
