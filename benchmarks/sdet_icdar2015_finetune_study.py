@@ -16,6 +16,7 @@ from pathlib import Path
 
 from common import ICDAR2015, PADDLE_WEIGHTS, REPO, SDET_VARIANTS, machine_line
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
