@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(REPO))
-    from sdet.targets.db import make_db_targets
+    from sdet.detectors.db.targets import make_db_targets
 
     cv2.setNumThreads(1)
     files = [GT_DIR / f"gt_img_{k}.txt" for k in range(1, args.images + 1)]

@@ -125,7 +125,7 @@ def main(argv: List[str] | None = None) -> int:
     from sdet.data.formats import load_samples
     from sdet.data.images import read_image
     from sdet.engine.evaluator import score_detections
-    from sdet.postprocess.detection import Detection
+    from sdet.detectors.detection import Detection
 
     print(machine_line("bench_deploy", args.threads))
     samples = load_samples("icdar2015", str(ICDAR2015), "test")[: args.images]

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from common import machine_line  # noqa: E402  (puts the repository on sys.path)
 from shapely.geometry import Polygon  # noqa: E402
 
-from sdet.postprocess.east import (  # noqa: E402
+from sdet.detectors.east.postprocess import (  # noqa: E402
     EASTPostProcessConfig,
     decode_candidates,
     east_postprocess,

@@ -37,7 +37,7 @@ def fixed_batch_loss(checkpoint: Path, cfg, batches: int) -> float:
 
     from sdet.data.datasets import TrainDataset, load_split
     from sdet.engine.checkpoint import load_detector
-    from sdet.losses import build_loss
+    from sdet.detectors import build_loss
 
     detector, _, _ = load_detector(checkpoint)
     detector.train()  # the DB head returns its training maps (threshold, binary) only in train mode

@@ -506,9 +506,10 @@ def _check_range(key: str, value: float, low: Optional[float], high: Optional[fl
 def _check_names(cfg: Config, source: str) -> None:
     """Registry names, read from the registries themselves (imported here: they import this module)."""
     from sdet.methods import METHODS
-    from sdet.models.detector import DETECTORS, backbone_names
+    from sdet.detectors import FAMILIES
+    from sdet.models.detector import backbone_names
 
-    for key, names in (("model.type", sorted(DETECTORS)), ("model.backbone.name", backbone_names()),
+    for key, names in (("model.type", sorted(FAMILIES)), ("model.backbone.name", backbone_names()),
                        ("method.name", sorted(METHODS))):
         value = _get(cfg, key)
         if value not in names:

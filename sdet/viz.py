@@ -6,7 +6,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from sdet.postprocess.detection import Detection
+from sdet.detectors.detection import Detection
 
 
 def draw_polygons(image: np.ndarray, polygons: Iterable[np.ndarray], color=(0, 255, 0), thickness: int = 2) -> np.ndarray:

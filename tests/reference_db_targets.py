@@ -3,7 +3,7 @@
 Mirrors MhLiao/DB ``MakeSegDetectionData`` + ``MakeBorderMap`` step by step:
 a Python loop over vertices for the area, one full-box distance map per edge,
 crop to the image afterwards. Deliberately shares no code with
-``sdet.targets.db`` so that the two can check each other.
+``sdet.detectors.db.targets`` so that the two can check each other.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import torch
 
 from sdet.config import load_config
 from sdet.errors import UserError
-from sdet.losses import build_loss
+from sdet.detectors import build_loss
 from sdet.methods import MethodContext, build_method
 from sdet.models.detector import build_detector
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from sdet.config import load_config
-from sdet.losses import build_loss
+from sdet.detectors import build_loss
 from sdet.methods import MethodContext, build_method, method_class
 from sdet.models.detector import build_detector
 

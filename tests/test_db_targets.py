@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon
 
-from sdet.targets.db import dilate_polygon, make_db_targets, shrink_distance, shrink_polygon
+from sdet.detectors.db.targets import dilate_polygon, make_db_targets, shrink_distance, shrink_polygon
 from helpers import SHARED
 
 HERE = Path(__file__).resolve().parent

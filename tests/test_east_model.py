@@ -10,12 +10,12 @@ import torch
 
 from sdet.config import BackboneConfig, HeadConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig, load_config
 from sdet.errors import UserError
-from sdet.losses import build_loss
-from sdet.losses.east import EASTLoss
+from sdet.detectors import build_loss
+from sdet.detectors.east.loss import EASTLoss
 from sdet.methods import MethodContext, build_method
 from sdet.methods.sdet import entropy_transfer_loss
 from sdet.models.detector import InferenceModel, build_detector
-from sdet.targets.east import make_east_targets
+from sdet.detectors.east.targets import make_east_targets
 
 from conftest import tiny_overrides
 

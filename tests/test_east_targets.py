@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import shapely
 
-from sdet.targets.east import (
+from sdet.detectors.east.targets import (
     canonical_quads,
     decode,
     decode_quad,
@@ -128,9 +128,9 @@ def test_canonical_quads_clockwise_from_top_left():
 
 
 def test_decode_matches_the_post_processor_convention():
-    post = pytest.importorskip("sdet.postprocess.east")
+    post = pytest.importorskip("sdet.detectors.east.postprocess")
     if not hasattr(post, "decode_candidates"):
-        pytest.skip("sdet.postprocess.east has no decode_candidates")
+        pytest.skip("sdet.detectors.east.postprocess has no decode_candidates")
     rng = np.random.default_rng(0)
     score = rng.uniform(size=(16, 20)).astype(np.float32)
     for channels, fn in ((5, decode_rbox), (8, decode_quad)):
@@ -155,7 +155,7 @@ def _iou(a, b) -> float:
 
 
 def _greedy_nms(quads: np.ndarray, thresh: float = 0.2) -> np.ndarray:
-    """Plain polygon NMS: the test's own, independent of sdet.postprocess."""
+    """Plain polygon NMS: the test's own, independent of sdet.detectors.east.postprocess."""
     order = np.argsort(-quads[:, 8], kind="stable")
     polys = shapely.polygons(quads[order, :8].reshape(-1, 4, 2))
     alive = np.ones(len(order), dtype=bool)
@@ -194,7 +194,7 @@ def test_round_trip_recovers_every_box(geometry, seed):
     candidates = decode(t["score_map"] * 0.9 + 0.05, t["geo_map"], 0.5, 4)
     assert len(candidates) == int(t["score_map"].sum())
     detections = [_greedy_nms(candidates)]
-    post = pytest.importorskip("sdet.postprocess.east")
+    post = pytest.importorskip("sdet.detectors.east.postprocess")
     if hasattr(post, "locality_aware_nms"):
         detections.append(post.locality_aware_nms(candidates, 0.2))
     for found in detections:

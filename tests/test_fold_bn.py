@@ -5,7 +5,8 @@ from torch import nn
 
 from sdet.config import ModelConfig
 from sdet.models.backbones import BACKBONES
-from sdet.models.detector import DETECTORS, build_detector
+from sdet.detectors import FAMILIES
+from sdet.models.detector import build_detector
 from sdet.models.fold_bn import fold_batchnorm
 
 
@@ -25,7 +26,7 @@ def _randomise_bn(model: nn.Module, seed: int) -> None:
 BACKBONE_NAMES = sorted(n for n in BACKBONES if n != "paddle_mobilenet_v3") + ["paddle_mobilenet_v3_large"]
 
 
-@pytest.mark.parametrize("model_type", sorted(DETECTORS))
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
 @pytest.mark.parametrize("backbone", BACKBONE_NAMES)
 def test_folded_detector_matches_the_unfolded_one(model_type, backbone):
     torch.manual_seed(0)

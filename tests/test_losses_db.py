@@ -1,7 +1,7 @@
 import torch
 
 from sdet.config import LossConfig
-from sdet.losses.db import DBLoss, balanced_bce_with_logits, dice_loss, masked_l1
+from sdet.detectors.db.loss import DBLoss, balanced_bce_with_logits, dice_loss, masked_l1
 
 
 def test_ohem_keeps_all_positives_and_three_times_hardest_negatives():
@@ -68,7 +68,7 @@ def _paddle_balance_loss_with_dice(prob, gt, mask, ratio=3.0, eps=1e-6):
 
 def test_dice_prob_loss_is_what_paddleocr_balance_loss_computes():
     from sdet.config import LossConfig
-    from sdet.losses.db import DBLoss
+    from sdet.detectors.db.loss import DBLoss
 
     g = torch.Generator().manual_seed(3)
     logit = torch.randn(2, 1, 32, 32, generator=g) * 3

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig, load_config
 from sdet.engine.trainer import Trainer
 from sdet.errors import UserError
-from sdet.losses.db import DBLoss
-from sdet.losses.east import EASTLoss
+from sdet.detectors.db.loss import DBLoss
+from sdet.detectors.east.loss import EASTLoss
 from sdet.methods import MethodContext, build_method
 from sdet.methods.dsn import companion_weight
 from sdet.methods.entropy import binary_kl_from_logits

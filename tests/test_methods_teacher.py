@@ -10,7 +10,7 @@ from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, N
 from sdet.engine.checkpoint import load_checkpoint
 from sdet.engine.trainer import Trainer
 from sdet.errors import UserError
-from sdet.losses.db import DBLoss
+from sdet.detectors.db.loss import DBLoss
 from sdet.methods import MethodContext, build_method
 from sdet.methods.ka import adaptation_loss, affinity, affinity_distance
 from sdet.methods.soft_target import soft_target_loss

@@ -204,7 +204,7 @@ def test_cli_score_reports_bad_lines(tmp_path: Path, capsys) -> None:
 def test_evaluator_dispatches_through_the_registry() -> None:
     from sdet.data.sample import Sample, TextInstance
     from sdet.engine.evaluator import score_detections
-    from sdet.postprocess.detection import Detection
+    from sdet.detectors.detection import Detection
 
     samples = [Sample("a.jpg", [TextInstance(box(0, 0, 49, 19)), TextInstance(box(50, 0, 99, 19))])]
     dets = [[Detection(box(0, 0, 99, 19).astype(np.float32), 0.9)]]

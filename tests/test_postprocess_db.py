@@ -7,7 +7,7 @@ import pytest
 from shapely.geometry import Polygon
 
 from sdet.errors import UserError
-from sdet.postprocess.db import (
+from sdet.detectors.db.postprocess import (
     DBPostProcessConfig,
     db_postprocess,
     db_postprocess_batch,

@@ -7,7 +7,7 @@ import pytest
 from shapely.geometry import Polygon
 
 from sdet.errors import UserError
-from sdet.postprocess.east import (
+from sdet.detectors.east.postprocess import (
     EASTPostProcessConfig,
     decode_candidates,
     east_postprocess,
@@ -403,7 +403,8 @@ def test_predictor_runs_east_post_processing():
     import torch
 
     from sdet.config import Config
-    from sdet.deploy.predictor import POSTPROCESSORS, Predictor
+    from sdet.deploy.predictor import Predictor
+    from sdet.detectors import FAMILIES
     from sdet.models.detector import DetectorOutput
 
     score, geo = east_maps(LINES, hw=(48, 80), noise=1.0)
@@ -427,4 +428,4 @@ def test_predictor_runs_east_post_processing():
         assert best_iou(pred.detections, true_quad(*line) * 2) > 0.9
     assert all(0 <= d.entropy <= 1 for d in pred.detections)
     with pytest.raises(ValueError):
-        POSTPROCESSORS["east"](score, (192, 320), cfg, None)
+        FAMILIES["east"].postprocess(score, (192, 320), cfg, None)

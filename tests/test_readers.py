@@ -22,7 +22,7 @@ from sdet.data.readers.td500 import rotated_box
 from sdet.errors import UserError
 from sdet.metrics import submission
 from sdet.metrics.protocols import PROTOCOLS
-from sdet.targets.db import make_db_targets
+from sdet.detectors.db.targets import make_db_targets
 from helpers import SHARED, write_bytes, write_image
 
 TD500 = SHARED / "data" / "msra-td500"

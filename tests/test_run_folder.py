@@ -131,7 +131,7 @@ def test_truncate_log_keeps_records_up_to_the_step_and_drops_a_cut_line(tmp_path
 
 
 def test_nan_before_any_checkpoint_does_not_name_a_stale_last_pt(synth_root, tmp_path, monkeypatch):
-    from sdet.losses.db import DBLoss
+    from sdet.detectors.db.loss import DBLoss
 
     out = tmp_path / "run"
     _train(synth_root, out)  # an older run's last.pt: it must not be presented as this run's

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sdet.config import BackboneConfig, Config, LossConfig, MethodConfig, ModelConfig, NeckConfig
-from sdet.losses.db import DBLoss
+from sdet.detectors.db.loss import DBLoss
 from sdet.methods import MethodContext, build_method
 from sdet.methods.entropy import binary_entropy
 from sdet.methods.sdet import entropy_transfer_loss

@@ -7,7 +7,7 @@ from sdet.config import load_config
 from sdet.engine.checkpoint import load_checkpoint, load_detector
 from sdet.engine.trainer import Trainer, TrainingDiverged, seed_everything
 from sdet.models.detector import build_detector
-from sdet.losses.db import DBLoss
+from sdet.detectors.db.loss import DBLoss
 
 from conftest import tiny_overrides
 

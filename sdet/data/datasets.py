@@ -5,7 +5,7 @@ worker state, so a batch is a pure function of the training step (see engine/sam
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -19,17 +19,7 @@ from sdet.data.mixing import MixedSamples, MixSchedule, load_mix
 from sdet.data.readers.common import is_usable, no_usable_instance_error
 from sdet.data.sample import Sample
 from sdet.data.transforms import augment_for_training, normalize, resize_for_test
-from sdet.errors import UserError
-from sdet.targets.db import make_db_targets
-from sdet.targets.east import GEO_CHANNELS, make_east_targets
-
-
-def _db_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool], cfg: DataConfig) -> Dict[str, np.ndarray]:
-    return make_db_targets(
-        height, width, polygons, ignore,
-        shrink_ratio=cfg.shrink_ratio, min_text_size=cfg.min_text_size,
-        thresh_min=cfg.thresh_min, thresh_max=cfg.thresh_max,
-    )
+from sdet.detectors import detector_family
 
 
 def text_mask(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool]) -> np.ndarray:
@@ -39,18 +29,6 @@ def text_mask(height: int, width: int, polygons: Sequence[np.ndarray], ignore: S
     if polys:
         cv2.fillPoly(mask, polys, 1)
     return mask.astype(np.float32)
-
-
-def _east_targets(height: int, width: int, polygons: Sequence[np.ndarray], ignore: Sequence[bool], cfg: DataConfig) -> Dict[str, np.ndarray]:
-    if cfg.east_geometry not in GEO_CHANNELS:
-        raise UserError(f"data.east_geometry must be one of {sorted(GEO_CHANNELS)}, got '{cfg.east_geometry}'", "<config>")
-    return make_east_targets(
-        height, width, polygons, ignore,
-        shrink=cfg.east_shrink_ratio, min_text_size=cfg.min_text_size, geometry=cfg.east_geometry,
-    )
-
-
-TARGETS: Dict[str, Callable[..., Dict[str, np.ndarray]]] = {"db": _db_targets, "east": _east_targets}
 
 
 def _training_source(cfg: DataConfig) -> str:
@@ -86,7 +64,7 @@ class TrainDataset(Dataset):
     def __init__(self, samples: List[Sample], cfg: DataConfig, model_type: str, seed: int):
         self.samples = samples
         self.cfg = cfg
-        self.make_targets = TARGETS[model_type]
+        self.make_targets = detector_family(model_type).make_targets
         self.seed = seed
         self.mix: Optional[MixSchedule] = samples.schedule(seed) if isinstance(samples, MixedSamples) else None
         require_usable_instance(samples, cfg)

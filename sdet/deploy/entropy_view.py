@@ -33,7 +33,7 @@ def _aux_method(ckpt: dict, detector: torch.nn.Module, cfg) -> Optional[torch.nn
     """The training method with its stored modules, if the checkpoint has an auxiliary head."""
     if ckpt.get("kind") != "training" or not ckpt.get("method"):
         return None
-    from sdet.losses import build_loss
+    from sdet.detectors import build_loss
     from sdet.methods import MethodContext, build_method, method_class
 
     if not hasattr(method_class(cfg.method.name), "aux_logit"):  # only SDET has one (teacher methods need theirs)

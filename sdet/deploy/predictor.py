@@ -7,21 +7,19 @@ ONNX graph (sdet/deploy/onnx_predictor.py) goes through exactly the same code.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from sdet.config import Config
 from sdet.data.datasets import prepare_test_image
+from sdet.detectors import detector_family
+from sdet.detectors.detection import Detection
 from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import Detector
 from sdet.models.fold_bn import fold_batchnorm
-from sdet.postprocess.db import DBPostProcessConfig, db_postprocess
-from sdet.postprocess.detection import Detection
-from sdet.postprocess.east import EASTPostProcessConfig, east_postprocess
 
 
 @dataclass
@@ -29,44 +27,6 @@ class Prediction:
     detections: List[Detection]
     text_map: np.ndarray  # probability map at the head's resolution (DB: network input, EAST: 1/4 of it)
     entropy_map: Optional[np.ndarray] = None  # bits, same resolution
-
-
-# Every post-processor takes (prob, dest_hw, cfg, entropy) for one image, plus the
-# keyword arguments `logits` (the detector's whole logits dict, batch of one) and
-# `input_hw` (the network input size) for those that need more than the text map.
-
-
-def _db_post(
-    prob: np.ndarray, dest_hw: Tuple[int, int], cfg: Config, entropy: Optional[np.ndarray], **_: object
-) -> List[Detection]:
-    fields = {f.name for f in dataclasses.fields(DBPostProcessConfig)}
-    post = DBPostProcessConfig(**{k: v for k, v in dataclasses.asdict(cfg.post).items() if k in fields})
-    return db_postprocess(prob, dest_hw, post, entropy=entropy)
-
-
-def _east_post(
-    prob: np.ndarray,
-    dest_hw: Tuple[int, int],
-    cfg: Config,
-    entropy: Optional[np.ndarray],
-    logits: Optional[Dict[str, torch.Tensor]] = None,
-    input_hw: Optional[Tuple[int, int]] = None,
-) -> List[Detection]:
-    if logits is None or "geo" not in logits:
-        raise ValueError("EAST post-processing needs the detector's 'geo' output (pass logits=...)")
-    geo = logits["geo"][0].float().cpu().numpy()
-    if input_hw is None:  # the score map is at stride 4 of the input
-        input_hw = (prob.shape[0] * 4, prob.shape[1] * 4)
-    post = EASTPostProcessConfig(
-        score_thresh=cfg.post.east_score_thresh,
-        nms_thresh=cfg.post.east_nms_thresh,
-        box_thresh=cfg.post.east_box_thresh,
-        max_candidates=cfg.post.east_max_candidates,
-    )
-    return east_postprocess(prob, geo, dest_hw, input_hw, post, entropy=entropy)
-
-
-POSTPROCESSORS: Dict[str, Callable[..., List[Detection]]] = {"db": _db_post, "east": _east_post}
 
 
 class Predictor:
@@ -82,7 +42,7 @@ class Predictor:
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         if fold_bn and self.channels_last:  # the copy's weights too: no NCHW->NHWC reorder per call
             self.detector.to(memory_format=torch.channels_last)
-        self.postprocess = POSTPROCESSORS[cfg.model.type]
+        self.postprocess = detector_family(cfg.model.type).postprocess
 
     def _to_input(self, tensor: torch.Tensor) -> torch.Tensor:
         tensor = tensor.to(self.device)
@@ -137,7 +97,7 @@ def logits_to_prediction(
     logit = logits[text_key][0, 0].float()
     prob = torch.sigmoid(logit).cpu().numpy()
     entropy = binary_entropy(logit).clamp(0, 1).cpu().numpy() if with_entropy else None
-    post = POSTPROCESSORS[cfg.model.type]
+    post = detector_family(cfg.model.type).postprocess
     dets = post(prob, tuple(int(v) for v in dest_hw), cfg, entropy, logits=logits,
                 input_hw=(int(input_hw[0]), int(input_hw[1])))
     return Prediction(dets, prob, entropy)

@@ -14,7 +14,7 @@ from sdet.data.sample import Sample
 from sdet.deploy.predictor import Predictor
 from sdet.metrics.protocols import get_protocol
 from sdet.metrics.result import GtRegion, MetricResult
-from sdet.postprocess.detection import Detection
+from sdet.detectors.detection import Detection
 
 
 def predict_samples(

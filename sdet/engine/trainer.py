@@ -38,7 +38,7 @@ from sdet.engine.distributed import (
 from sdet.engine.sampler import LocalBatchSampler, StreamBatchSampler
 from sdet.engine.runtime import tune_glibc_malloc
 from sdet.errors import UserError
-from sdet.losses import build_loss
+from sdet.detectors import build_loss
 from sdet.methods import MethodContext, build_method, method_class
 from sdet.models.detector import Detector, build_detector
 

@@ -11,10 +11,8 @@ from typing import Callable, Dict
 from torch import Tensor, nn
 
 from sdet.config import ModelConfig
+from sdet.detectors import detector_family
 from sdet.models.backbones import BACKBONES, build_backbone
-from sdet.errors import UserError
-from sdet.models.heads.db import DBHead
-from sdet.models.heads.east import GEOMETRIES, EASTHead
 from sdet.models.necks.fpn import FPN, Pyramid
 from sdet.models.necks.rsefpn import RSEFPN
 
@@ -75,25 +73,9 @@ def _backbone(cfg: ModelConfig) -> nn.Module:
     return build_backbone(b.name, pretrained=b.pretrained)
 
 
-def _build_db(cfg: ModelConfig) -> Detector:
-    backbone = _backbone(cfg)
-    neck = NECKS[cfg.neck.name](backbone.out_channels, cfg.neck.inner_channels)
-    return Detector(backbone, neck, DBHead(cfg.neck.inner_channels, k=cfg.head.k), text_key="prob")
-
-
-def _build_east(cfg: ModelConfig) -> Detector:
-    if cfg.head.east_geometry not in GEOMETRIES:
-        raise UserError(f"model.head.east_geometry must be one of {sorted(GEOMETRIES)}, got '{cfg.head.east_geometry}'", "<config>")
-    backbone = _backbone(cfg)
-    neck = NECKS[cfg.neck.name](backbone.out_channels, cfg.neck.inner_channels)
-    head = EASTHead(cfg.neck.inner_channels, geometry=cfg.head.east_geometry, scale=cfg.head.east_geo_scale)
-    return Detector(backbone, neck, head, text_key="score")
-
-
-DETECTORS: Dict[str, Callable[[ModelConfig], Detector]] = {"db": _build_db, "east": _build_east}
-
-
 def build_detector(cfg: ModelConfig) -> Detector:
-    if cfg.type not in DETECTORS:
-        raise ValueError(f"unknown model type '{cfg.type}'; choose from {sorted(DETECTORS)}")
-    return DETECTORS[cfg.type](cfg)
+    """Shared backbone and neck, the family's head (sdet/detectors)."""
+    family = detector_family(cfg.type)
+    backbone = _backbone(cfg)
+    neck = NECKS[cfg.neck.name](backbone.out_channels, cfg.neck.inner_channels)
+    return Detector(backbone, neck, family.build_head(cfg.neck.inner_channels, cfg), text_key=family.text_key)

@@ -3,7 +3,7 @@
 Everything lives at 1/``stride`` of the input (stride 4: 128x128 for a 512x512 crop),
 where the network predicts, and geometry is in input pixels.
 
-Coordinate convention (shared with ``sdet.postprocess.east``): map pixel (row, col)
+Coordinate convention (shared with ``sdet.detectors.east.postprocess``): map pixel (row, col)
 stands for the input point ``(x, y) = (col * stride, row * stride)``. That is where a
 stack of stride-2 convolutions with "same" padding centres output pixel (row, col), and
 what the reference code (argman/EAST) gets by labelling at full resolution and keeping

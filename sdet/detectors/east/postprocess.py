@@ -37,8 +37,8 @@ import numpy as np
 import shapely
 
 from sdet.errors import UserError
-from sdet.postprocess.db import order_quad
-from sdet.postprocess.detection import Detection
+from sdet.detectors.db.postprocess import order_quad
+from sdet.detectors.detection import Detection
 
 __all__ = [
     "EASTPostProcessConfig",

@@ -16,7 +16,7 @@ import pyclipper
 from shapely.geometry import Polygon
 
 from sdet.errors import UserError
-from sdet.postprocess.detection import Detection
+from sdet.detectors.detection import Detection
 
 __all__ = [
     "DBPostProcessConfig",

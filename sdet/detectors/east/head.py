@@ -7,7 +7,7 @@ BN ReLU, then 1x1 convs for the score and for the geometry. Outputs stay at stri
 * ``score``: the text logit (probabilities and entropies are computed from logits).
 * ``geo``, RBOX: distances to the top, right, bottom and left edges of the rotated box
   as ``sigmoid * scale`` input pixels, and the angle as ``(sigmoid - 0.5) * pi / 2``
-  radians (channel order of ``sdet.targets.east``); bounded outputs keep the early
+  radians (channel order of ``sdet.detectors.east.targets``); bounded outputs keep the early
   -log IoU loss finite.
 * ``geo``, QUAD: the offsets ``(dx1, dy1, ..., dx4, dy4)`` from the pixel to the four
   corners in input pixels, ``(2 sigmoid - 1) * scale`` so that they can be negative.

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from sdet.config import LossConfig
 from sdet.errors import UserError
-from sdet.losses.db import dice_loss, match_size
+from sdet.detectors.db.loss import dice_loss, match_size
 
 SCORE_LOSSES = ("balanced_bce", "dice")
 GEO_CHANNELS = {5: "rbox", 8: "quad"}
