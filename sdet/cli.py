@@ -56,8 +56,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import torch
-
     from sdet.config import parse_overrides
     from sdet.data.formats import eval_protocol, load_samples, parse_data_spec
     from sdet.engine.evaluator import evaluate

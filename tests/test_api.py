@@ -1,7 +1,6 @@
 """The Python API: Detector.load(...)(image | path | list) on checkpoints and ONNX exports."""
 import numpy as np
 import pytest
-import torch
 
 from sdet import DetectionResult, Detector
 from sdet.config import load_config

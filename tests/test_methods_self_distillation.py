@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig, load_config
 from sdet.engine.trainer import Trainer

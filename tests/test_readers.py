@@ -161,7 +161,7 @@ def test_real_msra_td500_train() -> None:
 def test_holdout_folds_are_disjoint_cover_the_split_and_ignore_listing_order(tmp_path: Path) -> None:
     for n in (1, 2, 10, 3, 11, 4, 5):
         write_image(tmp_path / "train" / f"IMG_{n}.JPG")
-        write_bytes(tmp_path / "train" / f"IMG_{n}.gt", f"0 0 1 1 20 8 0\n".encode())
+        write_bytes(tmp_path / "train" / f"IMG_{n}.gt", b"0 0 1 1 20 8 0\n")
     names = lambda split: [Path(s.image_path).name for s in load_samples("msra-td500", tmp_path, split)]
     # natural order 1 2 3 4 5 10 11: positions 0, 3, 6 are held out with K=3
     assert names("train/holdout-3") == ["IMG_1.JPG", "IMG_4.JPG", "IMG_11.JPG"]

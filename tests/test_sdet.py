@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sdet.config import BackboneConfig, Config, LossConfig, MethodConfig, ModelConfig, NeckConfig
+from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig
 from sdet.detectors.db.loss import DBLoss
 from sdet.methods import MethodContext, build_method
 from sdet.methods.entropy import binary_entropy

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch

@@ -138,7 +138,7 @@ def _format_delta(summary: dict, scale: float = 100.0) -> str:
 
 
 def format_table(runs: Dict[str, List[dict]], seeds: Sequence[int]) -> str:
-    lines = [f"| variant | P (%) | R (%) | F (%) | seeds |", "|---|---|---|---|---|"]
+    lines = ["| variant | P (%) | R (%) | F (%) | seeds |", "|---|---|---|---|---|"]
     for name, results in runs.items():
         cells = [summarize([r[m] for r in results]).format() for m in METRICS]
         lines.append(f"| {name} | {' | '.join(cells)} | {len(results)} |")

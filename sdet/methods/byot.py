@@ -67,8 +67,8 @@ class BYOT(Method):
         fused = output.features.fused
         main = output.logits[self.detector.text_key]
         result = {}
-        for name, bottleneck in self.bottlenecks.items():
-            feature = upsample_to(bottleneck(output.features.backbone[SECTIONS.index(name)]), fused)
+        for name, block in self.bottlenecks.items():
+            feature = upsample_to(block(output.features.backbone[SECTIONS.index(name)]), fused)
             result[name] = (feature, upsample_to(self.heads[name](feature), main))
         return result
 

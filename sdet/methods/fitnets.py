@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Dict
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext, require_choice
