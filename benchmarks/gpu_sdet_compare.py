@@ -11,7 +11,8 @@ run 10 minutes, so the run is in three steps:
    all under the git-ignored .carry/. It prints the device command.
 2. there: the `device` tool, carry [".carry"], the printed command. `run` first calibrates on the
    card (one evaluation of the initialisation at the test scale, a short baseline training), then
-   gives every (variant, seed) run the same number of steps, as many as fit --minutes, trains them
+   gives every (variant, seed) run the same number of steps, as many as fit --minutes (dropping
+   seeds from the end rather than going below --min-steps), trains them
    seed after seed (`sdet compare`: final weights, no selection on the test split) and writes
    summary.json, table.md and gpu_run.json to --out ($OUT).
 3. here:  python benchmarks/gpu_sdet_compare.py append --result FILES_AT
@@ -30,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 
@@ -165,22 +166,24 @@ class Calibration:
     run_overhead_seconds: float  # a short run's wall time beyond its steps (build, loaders, saves)
 
 
-def plan_steps(budget_s: float, runs: int, cal: Calibration, min_steps: int, max_steps: int, multiple: int = 50) -> int:
-    """The steps each of ``runs`` runs gets so that all of them, evaluations included, fit ``budget_s``.
-
-    Rounded down to ``multiple`` (when above it) and capped at ``max_steps``; fewer than
-    ``min_steps`` is an error that says how many runs would fit, rather than a useless comparison.
-    """
+def plan_steps(budget_s: float, runs: int, cal: Calibration, max_steps: int, multiple: int = 50) -> int:
+    """The steps each of ``runs`` runs gets so that all of them, evaluations included, fit ``budget_s``:
+    rounded down to ``multiple`` (when above it) and capped at ``max_steps``."""
     per_run = budget_s / runs - cal.eval_seconds - cal.run_overhead_seconds
-    steps = min(max_steps, int(per_run / cal.sec_per_step))
-    if steps > multiple:
-        steps -= steps % multiple
-    if steps < min_steps:
-        fits = int(budget_s / (min_steps * cal.sec_per_step + cal.eval_seconds + cal.run_overhead_seconds))
-        raise SystemExit(f"error: {runs} runs x {min_steps} steps do not fit {budget_s / 60:.1f} min "
-                         f"({cal.sec_per_step:.3f} s/step, {cal.eval_seconds:.0f} s per evaluation); "
-                         f"{fits} runs would: use fewer --seeds or --variant, or more --minutes")
-    return steps
+    steps = min(max_steps, max(int(per_run / cal.sec_per_step), 0))
+    return steps - steps % multiple if steps > multiple else steps
+
+
+def plan_runs(budget_s: float, variants: int, seeds: int, cal: Calibration, min_steps: int, max_steps: int) -> Tuple[int, int]:
+    """(seeds, steps): every variant always runs, with as many of the seeds as leave each run
+    ``min_steps`` or more. Fewer seeds rather than undertrained models; none fitting is an error."""
+    for count in range(seeds, 0, -1):
+        steps = plan_steps(budget_s, variants * count, cal, max_steps)
+        if steps >= min_steps:
+            return count, steps
+    raise SystemExit(f"error: {variants} variants x {min_steps} steps do not fit {budget_s / 60:.1f} min even with one "
+                     f"seed ({cal.sec_per_step:.3f} s/step, {cal.eval_seconds:.0f} s per evaluation): use fewer "
+                     "--variant, fewer --min-steps or more --minutes")
 
 
 def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Path, steps: int) -> Calibration:
@@ -248,8 +251,12 @@ def run(args: argparse.Namespace) -> None:
     work = Path(args.work)
     cal = calibrate(config, common, init, work, args.calib_steps)
     budget = args.minutes * 60 - (time.monotonic() - started)
-    steps = args.steps or plan_steps(budget, len(variants) * len(seeds), cal, args.min_steps, args.max_steps)
-    print(f"calibration: {json.dumps(asdict(cal))}; {steps} steps per run, {len(variants)} variants x {len(seeds)} seeds")
+    if args.steps:
+        steps = args.steps
+    else:
+        count, steps = plan_runs(budget, len(variants), len(seeds), cal, args.min_steps, args.max_steps)
+        seeds = seeds[:count]
+    print(f"calibration: {json.dumps(asdict(cal))}; {steps} steps per run, {len(variants)} variants x seeds {seeds}")
     schedule = [f"train.max_steps={steps}", f"train.save_every={max(steps // 4, 1)}",
                 f"train.warmup_steps={max(steps // 20, 1)}", f"train.log_every={max(steps // 10, 1)}"]
     done: List[int] = []

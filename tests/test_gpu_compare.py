@@ -68,14 +68,18 @@ def test_a_tight_budget_lowers_the_quality_and_an_impossible_one_refuses(gpu, tm
         gpu.encode_dataset("icdar2015", tmp_path / "nothing", tmp_path / "out", budget_mib=8)
 
 
-def test_step_plan_fits_the_budget(gpu):
+def test_step_plan_fits_the_budget_and_drops_seeds_before_steps(gpu):
     cal = gpu.Calibration(init_hmean=0.45, eval_seconds=20.0, sec_per_step=0.1, run_overhead_seconds=10.0)
     # 480 s over 4 runs: 120 - 20 - 10 = 90 s of steps each = 900 steps
-    assert gpu.plan_steps(480, 4, cal, min_steps=100, max_steps=2000) == 900
-    assert gpu.plan_steps(480, 4, cal, min_steps=100, max_steps=500) == 500
-    assert gpu.plan_steps(4 * (30 + 12.34), 4, cal, min_steps=100, max_steps=2000) == 100  # 123 -> multiple of 50
-    with pytest.raises(SystemExit, match="3 runs would"):
-        gpu.plan_steps(120, 12, cal, min_steps=100, max_steps=2000)  # 40 s per run: 3 x (10 + 20 + 10) fit
+    assert gpu.plan_steps(480, 4, cal, max_steps=2000) == 900
+    assert gpu.plan_steps(480, 4, cal, max_steps=500) == 500
+    assert gpu.plan_steps(4 * (30 + 12.34), 4, cal, max_steps=2000) == 100  # 123 -> a multiple of 50
+    assert gpu.plan_steps(4 * (30 + 4.2), 4, cal, max_steps=2000) == 42  # below 50: kept as it is
+    # 4 variants x 3 seeds in 720 s: 60 s per run = 300 steps; with min 500, 2 seeds give 600 steps
+    assert gpu.plan_runs(720, 4, 3, cal, min_steps=200, max_steps=2000) == (3, 300)
+    assert gpu.plan_runs(720, 4, 3, cal, min_steps=500, max_steps=2000) == (2, 600)
+    with pytest.raises(SystemExit, match="even with one seed"):
+        gpu.plan_runs(120, 4, 3, cal, min_steps=100, max_steps=2000)  # 30 s per run leaves no step
 
 
 def test_device_step_rehearsed_on_cpu_then_appended(gpu, tmp_path, capsys):
