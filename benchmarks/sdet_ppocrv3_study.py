@@ -11,11 +11,14 @@ the auxiliary heads start fresh), trains the CPU recipe of the dataset's
 decay to zero; about 40 minutes on 2 cores) and is scored once, with its final weights, on the
 evaluation split: ICDAR2015's 500 test images, or the MSRA-TD500 training images held out from
 training (every 5th, `train/holdout-5`). No checkpoint is chosen by its test score.
-Resumable: run it again and finished runs are skipped, an interrupted one continues.
+Resumable: run it again and finished runs are skipped, an interrupted one continues. The runs
+finished so far are kept in benchmarks/results/sdet_ppocrv3_<dataset>/; `--reuse` that folder to
+continue the study on another machine without training them again.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -37,6 +40,16 @@ def installed_ppocrv3() -> Path | None:
     return path if path.is_file() else None
 
 
+def reuse_results(source: Path, out: Path) -> None:
+    """Finished runs recorded elsewhere (another machine, an earlier session) count as done here."""
+    for result in sorted(source.glob("*/seed*/result.json")):
+        target = out / result.relative_to(source)
+        if not target.exists() and not (target.parent / "last.pt").exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(result, target)
+            print(f"reused {result.relative_to(source).parent}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="icdar2015")
@@ -45,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", help="default: runs/sdet_ppocrv3_<dataset>")
     parser.add_argument("--variant", action="append", help="override the default variants (NAME:k=v,...)")
+    parser.add_argument("--reuse", help="a folder of finished runs' result.json (VARIANT/seedK/result.json, as in "
+                        "benchmarks/results/): copied into --out where a run has none, so those runs are not trained again")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = parser.parse_args(argv)
     config, default_root = DATASETS[args.dataset]
@@ -60,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out or REPO / "runs" / f"sdet_ppocrv3_{args.dataset}")
     out.mkdir(parents=True, exist_ok=True)
+    if args.reuse:
+        reuse_results(Path(args.reuse), out)
     init = out / "ppocrv3.pt"
     if not init.exists() and sdet_main(["import-onnx", str(onnx), "--out", str(init)]) != 0:
         return 2
