@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 
@@ -259,26 +259,30 @@ def run(args: argparse.Namespace) -> None:
     print(f"calibration: {json.dumps(asdict(cal))}; {steps} steps per run, {len(variants)} variants x seeds {seeds}")
     schedule = [f"train.max_steps={steps}", f"train.save_every={max(steps // 4, 1)}",
                 f"train.warmup_steps={max(steps // 20, 1)}", f"train.log_every={max(steps // 10, 1)}"]
-    done: List[int] = []
-    for seed in seeds:  # seed after seed, so an overrun leaves whole pairs
-        if done and time.monotonic() - started > args.minutes * 60:
-            print(f"--minutes {args.minutes} reached after seeds {done}")
-            break
-        run_comparison(config, [*common, *schedule], variants, [*done, seed], work / "compare", echo=print)
-        done.append(seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("summary.json", "table.md"):  # the run folders stay there: $OUT returns few, shallow files
-        shutil.copy2(work / "compare" / name, out / name)
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({args.threads} threads)"
     info = {"card": card, "torch": torch.__version__, "dataset": args.dataset, "config": layout.config,
-            "common": [*common, *schedule], "seeds": done, "steps": steps, "calibration": asdict(cal),
-            "wall_min": round((time.monotonic() - started) / 60, 2)}
+            "common": [*common, *schedule], "seeds": [], "steps": steps, "calibration": asdict(cal)}
     manifest = carry / f"{args.dataset}.json"
     if manifest.is_file():
         info["data"] = json.loads(manifest.read_text())
-    (out / "gpu_run.json").write_text(json.dumps(info, indent=1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:  # seed after seed, so an overrun leaves whole pairs
+        if info["seeds"] and time.monotonic() - started > args.minutes * 60:
+            print(f"--minutes {args.minutes} reached after seeds {info['seeds']}")
+            break
+        run_comparison(config, [*common, *schedule], variants, [*info["seeds"], seed], work / "compare", echo=print)
+        info["seeds"].append(seed)
+        info["wall_min"] = round((time.monotonic() - started) / 60, 2)
+        publish(work / "compare", out, info)  # after every seed: a call cut off at its limit still returns these
     print(json.dumps(info))
+
+
+def publish(compare: Path, out: Path, info: dict) -> None:
+    """summary.json, table.md and gpu_run.json into ``out`` ($OUT returns few, shallow files: the run folders stay)."""
+    for name in ("summary.json", "table.md"):
+        shutil.copy2(compare / name, out / name)
+    (out / "gpu_run.json").write_text(json.dumps(info, indent=1))
 
 
 # --------------------------------------------------------------------------- append (here)
