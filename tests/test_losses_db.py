@@ -1,7 +1,8 @@
 import torch
 
 from sdet.config import LossConfig
-from sdet.detectors.db.loss import DBLoss, balanced_bce_with_logits, dice_loss, masked_l1
+from sdet.detectors.db.loss import DBLoss, balanced_bce_with_logits, masked_l1
+from sdet.ops.losses import dice_loss
 
 
 def test_ohem_keeps_all_positives_and_three_times_hardest_negatives():

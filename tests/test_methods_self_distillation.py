@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig, load_config
-from sdet.engine.trainer import Trainer
-from sdet.errors import UserError
 from sdet.detectors.db.loss import DBLoss
 from sdet.detectors.east.loss import EASTLoss
+from sdet.engine.trainer import Trainer
+from sdet.errors import UserError
 from sdet.methods import MethodContext, build_method
 from sdet.methods.dsn import companion_weight
-from sdet.methods.entropy import binary_kl_from_logits
 from sdet.methods.sad import attention_distillation_loss, attention_map, spatial_softmax
 from sdet.models.detector import build_detector
+from sdet.ops.entropy import binary_kl_from_logits
 
 from conftest import tiny_overrides
 

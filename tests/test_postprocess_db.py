@@ -12,9 +12,9 @@ from sdet.detectors.db.postprocess import (
     db_postprocess,
     db_postprocess_batch,
     mini_box,
-    order_quad,
     unclip,
 )
+from sdet.ops.geometry import order_quad
 
 FG, BG = 0.9, 0.05
 

@@ -7,9 +7,9 @@ import torch
 from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig
 from sdet.detectors.db.loss import DBLoss
 from sdet.methods import MethodContext, build_method
-from sdet.methods.entropy import binary_entropy
 from sdet.methods.sdet import entropy_transfer_loss
 from sdet.models.detector import build_detector
+from sdet.ops.entropy import binary_entropy
 
 
 def test_entropy_exact_values_and_symmetry():

@@ -19,7 +19,7 @@ from sdet.data.datasets import prepare_test_image
 from sdet.data.images import read_image
 from sdet.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights_into
 from sdet.errors import UserError
-from sdet.methods.entropy import binary_entropy
+from sdet.ops.entropy import binary_entropy
 from sdet.viz import entropy_to_color
 
 

@@ -17,9 +17,9 @@ from sdet.config import Config
 from sdet.data.datasets import prepare_test_image
 from sdet.detectors import detector_family
 from sdet.detectors.detection import Detection
-from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import Detector
 from sdet.models.fold_bn import fold_batchnorm
+from sdet.ops.entropy import binary_entropy
 
 
 @dataclass

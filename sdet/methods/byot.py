@@ -23,9 +23,9 @@ from torch import Tensor, nn
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext, require_distinct_choices
 from sdet.methods.blocks import bottleneck, conv_bn
-from sdet.methods.entropy import binary_kl_from_logits
-from sdet.methods.sdet import upsample_to
 from sdet.models.detector import DetectorOutput
+from sdet.ops.entropy import binary_kl_from_logits
+from sdet.ops.maps import resize_like
 
 SECTIONS = ("C2", "C3", "C4", "C5")
 
@@ -68,8 +68,8 @@ class BYOT(Method):
         main = output.logits[self.detector.text_key]
         result = {}
         for name, block in self.bottlenecks.items():
-            feature = upsample_to(block(output.features.backbone[SECTIONS.index(name)]), fused)
-            result[name] = (feature, upsample_to(self.heads[name](feature), main))
+            feature = resize_like(block(output.features.backbone[SECTIONS.index(name)]), fused)
+            result[name] = (feature, resize_like(self.heads[name](feature), main))
         return result
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:

@@ -20,8 +20,9 @@ from torch import Tensor, nn
 
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext, require_distinct_choices
-from sdet.methods.sdet import LEVELS, upsample_to
+from sdet.methods.sdet import LEVELS
 from sdet.models.detector import DetectorOutput
+from sdet.ops.maps import resize_like
 
 
 @dataclass
@@ -56,7 +57,7 @@ class DSN(Method):
         """Each companion's text logit, upsampled to the main text map's resolution."""
         main = output.logits[self.detector.text_key]
         return {
-            name: upsample_to(head(output.features.levels[LEVELS.index(name)]), main)
+            name: resize_like(head(output.features.levels[LEVELS.index(name)]), main)
             for name, head in self.companions.items()
         }
 

@@ -24,10 +24,10 @@ from torch import Tensor
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.blocks import conv_bn
-from sdet.methods.sdet import upsample_to
 from sdet.methods.soft_target import soft_target_loss
 from sdet.models.backbones import ResNet
 from sdet.models.detector import Detector, DetectorOutput
+from sdet.ops.maps import resize_like
 
 HINTS = ("fused", "C4")
 
@@ -75,7 +75,7 @@ class FitNets(Method):
     def hint_loss(self, output: DetectorOutput, teacher: DetectorOutput) -> Tensor:
         """mean((u_T - r(v_S))^2), with r(v_S) resized to u_T when the strides differ."""
         target = hint_feature(teacher, self.options.hint)
-        guess = upsample_to(self.regressor(hint_feature(output, self.options.hint)), target)
+        guess = resize_like(self.regressor(hint_feature(output, self.options.hint)), target)
         return (guess.float() - target.float()).pow(2).mean()
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.methods.blocks import conv_bn
-from sdet.methods.sdet import upsample_to
 from sdet.models.detector import DetectorOutput
+from sdet.ops.maps import resize_like
 
 AFFINITY_LOSSES = ("rows", "frobenius")
 
@@ -103,7 +103,7 @@ class KA(Method):
 
     def autoencoder_loss(self, teacher_fused: Tensor) -> Tensor:
         latent = self.encoder(teacher_fused)
-        rebuilt = upsample_to(self.decoder(latent), teacher_fused)  # odd sizes: the deconvs overshoot by a pixel
+        rebuilt = resize_like(self.decoder(latent), teacher_fused)  # odd sizes: the deconvs overshoot by a pixel
         return F.mse_loss(rebuilt.float(), teacher_fused.float()) + self.options.ae_l1 * latent.float().abs().sum()
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:
@@ -118,8 +118,8 @@ class KA(Method):
         with torch.no_grad():
             latent = self.encoder(teacher_fused)
         student = output.features.fused
-        adapted = upsample_to(self.adapter(student), latent)
-        for_affinity = upsample_to(self.affinity_adapter(student), latent)
+        adapted = resize_like(self.adapter(student), latent)
+        for_affinity = resize_like(self.affinity_adapter(student), latent)
         terms["ka_ae"] = zero
         terms["ka_adapt"] = opts.alpha * adaptation_loss(adapted, latent)
         terms["ka_aff"] = opts.beta * affinity_distance(affinity(for_affinity), affinity(latent), opts.affinity_loss)

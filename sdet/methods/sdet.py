@@ -22,8 +22,9 @@ from torch import Tensor
 
 from sdet.methods.aux_heads import build_aux_head
 from sdet.methods.base import Method, MethodContext, require_choice
-from sdet.methods.entropy import binary_entropy
 from sdet.models.detector import DetectorOutput
+from sdet.ops.entropy import binary_entropy
+from sdet.ops.maps import resize_like
 
 LEVELS = ("P0", "P1", "P2", "P3")
 
@@ -37,12 +38,6 @@ class SDETOptions:
     masked: bool = False  # SDET-M: squared error only inside GT text, normalised by the mask sum
     et_start_step: int = 0  # enable the entropy term from this step on
     detach_target: bool = True  # stop-gradient on the main head's entropy
-
-
-def upsample_to(logit: Tensor, like: Tensor) -> Tensor:
-    if logit.shape[-2:] == like.shape[-2:]:
-        return logit
-    return F.interpolate(logit, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def entropy_transfer_loss(aux_logit: Tensor, main_logit: Tensor, detach: bool = True, mask: Tensor = None) -> Tensor:
@@ -75,7 +70,7 @@ class SDET(Method):
     def aux_logit(self, output: DetectorOutput) -> Tensor:
         """The auxiliary text logit, upsampled to the main text map's resolution."""
         z_a = self.aux_head(output.features.levels[self.level_index])
-        return upsample_to(z_a, output.logits[self.detector.text_key])
+        return resize_like(z_a, output.logits[self.detector.text_key])
 
     def losses(self, output: DetectorOutput, batch: Dict[str, Tensor], step: int) -> Dict[str, Tensor]:
         opts = self.options

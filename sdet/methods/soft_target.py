@@ -21,8 +21,8 @@ from torch import Tensor
 
 from sdet.errors import UserError
 from sdet.methods.base import Method, MethodContext
-from sdet.methods.entropy import binary_kl_from_logits
 from sdet.models.detector import Detector, DetectorOutput
+from sdet.ops.entropy import binary_kl_from_logits
 
 
 @dataclass

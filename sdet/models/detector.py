@@ -28,8 +28,6 @@ class DetectorOutput:
 class Detector(nn.Module):
     """`text_key` names the logit whose sigmoid is the text map (DB: prob, EAST: score)."""
 
-    text_key = "prob"
-
     def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module, text_key: str):
         super().__init__()
         self.backbone = backbone

@@ -19,8 +19,8 @@ from torch import Tensor
 
 from sdet.config import LossConfig
 from sdet.errors import UserError
-
-EPS = 1e-6
+from sdet.ops.losses import EPS, dice_loss
+from sdet.ops.maps import match_size
 
 
 def balanced_bce_with_logits(logit: Tensor, gt: Tensor, mask: Tensor, ratio: float = 3.0) -> Tensor:
@@ -40,24 +40,11 @@ def balanced_bce_with_logits(logit: Tensor, gt: Tensor, mask: Tensor, ratio: flo
     return (pos_loss + neg_loss) / (pos_count + neg_count + EPS)
 
 
-def dice_loss(prob: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
-    inter = (prob * gt * mask).sum()
-    union = (prob * mask).sum() + (gt * mask).sum() + EPS
-    return 1.0 - 2.0 * inter / union
-
-
 def masked_l1(pred: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
     denom = mask.sum()
     if denom.item() == 0:
         return (pred * 0).sum()
     return ((pred - gt).abs() * mask).sum() / denom
-
-
-def match_size(logit: Tensor, like: Tensor) -> Tensor:
-    """Bilinearly bring an (N,1,h,w) logit to the target map's (N,H,W) size, dropping the channel."""
-    if logit.shape[-2:] != like.shape[-2:]:
-        logit = F.interpolate(logit, size=like.shape[-2:], mode="bilinear", align_corners=False)
-    return logit[:, 0]
 
 
 class DBLoss:

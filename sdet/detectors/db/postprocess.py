@@ -15,15 +15,15 @@ import numpy as np
 import pyclipper
 from shapely.geometry import Polygon
 
-from sdet.errors import UserError
 from sdet.detectors.detection import Detection
+from sdet.errors import UserError
+from sdet.ops.geometry import order_quad
 
 __all__ = [
     "DBPostProcessConfig",
     "db_postprocess",
     "db_postprocess_batch",
     "mini_box",
-    "order_quad",
     "unclip",
 ]
 
@@ -50,20 +50,6 @@ class DBPostProcessConfig:
             raise UserError(f"DB post-process unclip_ratio must be > 0, got {self.unclip_ratio}")
         if self.max_candidates < 1:
             raise UserError(f"DB post-process max_candidates must be >= 1, got {self.max_candidates}")
-
-
-def order_quad(points: np.ndarray) -> np.ndarray:
-    """Order 4 corners as PaddleOCR's ``get_mini_boxes`` does: TL, TR, BR, BL.
-
-    Corners are stably sorted by x; of the two left ones the lower-y one comes
-    first (ties go to the second), likewise for the right pair. Keeping this exact
-    order matters because evaluators and recognisers crop by corner position.
-    """
-    pts = np.asarray(points).reshape(4, 2)
-    pts = pts[np.argsort(pts[:, 0], kind="stable")]
-    left = (0, 1) if pts[1, 1] > pts[0, 1] else (1, 0)  # (top, bottom)
-    right = (2, 3) if pts[3, 1] > pts[2, 1] else (3, 2)
-    return pts[[left[0], right[0], right[1], left[1]]]
 
 
 def mini_box(points: np.ndarray) -> tuple[np.ndarray, float]:

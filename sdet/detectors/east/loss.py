@@ -31,7 +31,8 @@ from torch import Tensor
 
 from sdet.config import LossConfig
 from sdet.errors import UserError
-from sdet.detectors.db.loss import dice_loss, match_size
+from sdet.ops.losses import dice_loss
+from sdet.ops.maps import match_size
 
 SCORE_LOSSES = ("balanced_bce", "dice")
 GEO_CHANNELS = {5: "rbox", 8: "quad"}

@@ -36,9 +36,9 @@ import cv2
 import numpy as np
 import shapely
 
-from sdet.errors import UserError
-from sdet.detectors.db.postprocess import order_quad
 from sdet.detectors.detection import Detection
+from sdet.errors import UserError
+from sdet.ops.geometry import order_quad
 
 __all__ = [
     "EASTPostProcessConfig",
