@@ -40,6 +40,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from sdet.metrics.iou import check_known_images
 from sdet.metrics.result import GtRegion, ImageResult, MetricResult, credit_result, hmean
 
 
@@ -225,9 +226,7 @@ def evaluate_deteval(
     polygons (any vertex count; their bounding rectangles are scored) and may omit images
     (no detections). A detection for an image absent from ``gt`` is a ValueError.
     """
-    unknown = [k for k in det if k not in gt]
-    if unknown:
-        raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
+    check_known_images(gt, det)
     rule = FragmentRule(
         recall_threshold=area_recall, precision_threshold=area_precision,
         split_weight=split_weight, merge_weight=merge_weight,

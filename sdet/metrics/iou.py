@@ -21,7 +21,8 @@ boxes overlap, so a 500-image test set scores in a fraction of a second.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import shapely
@@ -106,6 +107,37 @@ def flatten_polygons(per_image: List[Sequence[np.ndarray]]) -> Tuple[List[np.nda
     return polygons, starts
 
 
+def check_known_images(gt: Mapping[str, object], det: Mapping[str, object]) -> None:
+    """Detections for an image absent from the ground truth are refused, as the official scripts do."""
+    unknown = [k for k in det if k not in gt]
+    if unknown:
+        raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
+
+
+@dataclass
+class FlatSet:
+    """A scored set's GT and detected polygons in two flat lists; image i owns [start[i], start[i+1])."""
+
+    image_ids: List[str]
+    gt_polys: List[np.ndarray]
+    gt_start: List[int]
+    gt_dont_care: np.ndarray
+    det_polys: List[np.ndarray]
+    det_start: List[int]
+
+
+def flatten_set(
+    gt: Mapping[str, Sequence[GtRegion]], det: Mapping[str, Sequence[np.ndarray]], image_ids: Optional[List[str]] = None
+) -> FlatSet:
+    """Check the detections' images, then flatten `image_ids` (default: every GT image, in order)."""
+    check_known_images(gt, det)
+    ids = list(gt) if image_ids is None else image_ids
+    gt_polys, gt_start = flatten_polygons([[r.polygon for r in gt[i]] for i in ids])
+    det_polys, det_start = flatten_polygons([det.get(i, ()) for i in ids])
+    gt_dc = np.array([r.dont_care for i in ids for r in gt[i]], dtype=bool)
+    return FlatSet(ids, gt_polys, gt_start, gt_dc, det_polys, det_start)
+
+
 def pair_intersections(
     gt_polys: List[np.ndarray], gt_start: List[int], det_polys: List[np.ndarray], det_start: List[int],
     repair: str = "make_valid", det_first: bool = False,
@@ -156,14 +188,9 @@ def evaluate_icdar2015(
     ``det`` maps image id -> polygons in the order written, and may omit images (no detections).
     A detection for an image absent from ``gt`` is a ValueError, as the official script refuses it.
     """
-    unknown = [k for k in det if k not in gt]
-    if unknown:
-        raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
-
-    image_ids = list(gt)
-    gt_polys, gt_start = flatten_polygons([[r.polygon for r in gt[i]] for i in image_ids])
-    det_polys, det_start = flatten_polygons([det.get(i, ()) for i in image_ids])
-    gt_dc = np.array([r.dont_care for i in image_ids for r in gt[i]], dtype=bool)
+    flat = flatten_set(gt, det)
+    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
+    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
     gt_area = np.array([shoelace_area(p) for p in gt_polys])
     det_area = np.array([shoelace_area(p) for p in det_polys])
 

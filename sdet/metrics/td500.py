@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 import shapely
 
-from sdet.metrics.iou import evaluate_polygon_iou, flatten_polygons, pair_intersections, raw_polygons, shoelace_area
+from sdet.metrics.iou import evaluate_polygon_iou, flatten_set, pair_intersections, raw_polygons, shoelace_area
 from sdet.metrics.result import GtRegion, ImageResult, MetricResult, credit_result, hmean
 
 OVERLAPS = ("rotated", "axis-aligned")
@@ -125,13 +125,9 @@ def evaluate_td500(
     """
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
-    unknown = [k for k in det if k not in gt]
-    if unknown:
-        raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
-    image_ids = list(gt)
-    gt_polys, gt_start = flatten_polygons([[r.polygon for r in gt[i]] for i in image_ids])
-    det_polys, det_start = flatten_polygons([det.get(i, ()) for i in image_ids])
-    gt_dc = np.array([r.dont_care for i in image_ids for r in gt[i]], dtype=bool)
+    flat = flatten_set(gt, det)
+    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
+    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
     gt_rects, gt_angle, gt_square = rotated_rects(gt_polys)
     det_rects, det_angle, det_square = rotated_rects(det_polys)
     if overlap == "rotated":

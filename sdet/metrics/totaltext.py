@@ -35,7 +35,7 @@ import numpy as np
 import shapely
 
 from sdet.metrics.deteval import FragmentRule, MatchState, many_to_one_pass, one_to_many_pass
-from sdet.metrics.iou import evaluate_polygon_iou, flatten_polygons, pair_intersections, raw_polygons
+from sdet.metrics.iou import evaluate_polygon_iou, flatten_set, pair_intersections, raw_polygons
 from sdet.metrics.result import GtRegion, ImageResult, MetricResult, credit_result, hmean
 
 
@@ -75,15 +75,11 @@ def evaluate_total_text(
     scored, as the official script enumerates the detection folder. A detection for an image
     absent from ``gt`` is a ValueError.
     """
-    unknown = [k for k in det if k not in gt]
-    if unknown:
-        raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
     rule = FragmentRule(recall_threshold=tr, precision_threshold=tp, split_weight=weight, merge_weight=weight,
                         merge_candidate_threshold=tp, sum_decimals=None)
-    image_ids = list(gt) if all_gt_images else list(det)
-    gt_polys, gt_start = flatten_polygons([[r.polygon for r in gt[i]] for i in image_ids])
-    det_polys, det_start = flatten_polygons([det.get(i, ()) for i in image_ids])
-    gt_dc = np.array([r.dont_care for i in image_ids for r in gt[i]], dtype=bool)
+    flat = flatten_set(gt, det, image_ids=None if all_gt_images else list(det))
+    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
+    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
     # The script's areas are shapely's of the polygons as given (the shoelace area, summed as
     # GEOS sums it: the last bits matter once ratios are rounded to 2 decimals).
     gt_area = shapely.area(raw_polygons(gt_polys)) if gt_polys else np.zeros(0)
