@@ -130,7 +130,7 @@ def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndar
 
 
 def _kind(module: nn.Module) -> Optional[str]:
-    """The graph op a module becomes (subclasses too: sdet's DepthwiseConv2d is a Conv2d)."""
+    """The graph op a module becomes (subclasses of a mapped module class too)."""
     return next((op for cls, op in MODULE_KIND.items() if isinstance(module, cls)), None)
 
 

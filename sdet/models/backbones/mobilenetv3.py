@@ -10,7 +10,6 @@ from typing import NamedTuple, Optional
 
 from torch import Tensor, nn
 
-from sdet.models.layers import conv2d
 
 from sdet.models.backbones.pretrained import load_torchvision_state_dict
 
@@ -99,7 +98,7 @@ def conv_bn_act(
 ) -> nn.Sequential:
     """Conv (no bias) -> BN -> optional activation, indexed 0/1/2 like torchvision's."""
     layers: list[nn.Module] = [
-        conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups),
+        nn.Conv2d(in_ch, out_ch, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch, eps=_BN_EPS, momentum=_BN_MOMENTUM),
     ]
     activation = _activation(act)

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sdet.models.layers import conv2d
 
 from sdet.models.backbones.mobilenetv3 import make_divisible
 
@@ -76,7 +75,7 @@ class ConvBNLayer(nn.Module):
         super().__init__()
         if act not in (None, "relu", "hardswish"):
             raise ValueError(f"unknown activation {act!r}")
-        self.conv = conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(out_channels, eps=1e-5)
         self.act = act
 
