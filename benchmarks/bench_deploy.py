@@ -47,8 +47,8 @@ def load_runtime(name: str, models: Dict[str, Path], threads: int) -> Runtime:
     import torch
 
     if name == "torch":
+        from sdet.checkpoint import load_detector
         from sdet.deploy.predictor import Predictor
-        from sdet.engine.checkpoint import load_detector
 
         torch.set_num_threads(threads)
         detector, cfg, _ = load_detector(models["torch"])

@@ -48,11 +48,11 @@ def main(argv: List[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from sdet.checkpoint import load_detector
     from sdet.config import Config, _merge, build_dataclass, config_to_dict, load_config, parse_overrides
     from sdet.data.synth import synth_image
     from sdet.data.datasets import prepare_test_image
     from sdet.deploy.predictor import Predictor, logits_to_prediction
-    from sdet.engine.checkpoint import load_detector
     from sdet.engine.runtime import tune_glibc_malloc
     from sdet.models.detector import build_detector
 

@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from sdet.checkpoint import load_detector
     from sdet.data.formats import load_samples
     from sdet.data.images import read_image
     from sdet.deploy.paddle_import import import_paddle
     from sdet.deploy.predictor import Predictor
-    from sdet.engine.checkpoint import load_detector
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -84,10 +84,10 @@ def main(argv: List[str] | None = None) -> int:
 
     import torch
 
+    from sdet.checkpoint import load_detector
     from sdet.data.formats import load_samples
     from sdet.deploy.onnx_import import import_onnx
     from sdet.deploy.predictor import Predictor
-    from sdet.engine.checkpoint import load_detector
     from sdet.engine.evaluator import run_on_samples, score_detections
 
     torch.set_num_threads(args.threads)

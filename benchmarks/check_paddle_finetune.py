@@ -35,8 +35,8 @@ def fixed_batch_loss(checkpoint: Path, cfg, batches: int) -> float:
     """
     import torch
 
+    from sdet.checkpoint import load_detector
     from sdet.data.datasets import TrainDataset, load_split
-    from sdet.engine.checkpoint import load_detector
     from sdet.detectors import build_loss
 
     detector, _, _ = load_detector(checkpoint)
@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check_paddle_finetune: skipped, needs {PADDLE_WEIGHTS} and {ICDAR2015}")
         return 0
 
+    from sdet.checkpoint import load_detector
     from sdet.config import load_config
     from sdet.data.formats import load_samples
     from sdet.deploy.paddle_import import import_paddle
-    from sdet.engine.checkpoint import load_detector
     from sdet.engine.evaluator import evaluate
     from sdet.engine.trainer import Trainer
 

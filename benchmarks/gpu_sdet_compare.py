@@ -190,9 +190,9 @@ def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Pa
     """Measure on this machine what plan_steps needs: an evaluation and a short baseline training."""
     import torch
 
+    from sdet.checkpoint import load_checkpoint, load_weights_into
     from sdet.config import load_config
     from sdet.data.datasets import load_split
-    from sdet.engine.checkpoint import load_checkpoint, load_weights_into
     from sdet.engine.evaluator import evaluate
     from sdet.engine.trainer import Trainer, resolve_device
     from sdet.models.detector import build_detector

@@ -48,8 +48,8 @@ class DetectionResult:
 
 def load_detector_with_overrides(path: Union[str, Path], overrides: Sequence[str] = ()):
     """A checkpoint's detector, config and dict; `key=value` overrides adjust post/input settings."""
+    from sdet.checkpoint import load_detector
     from sdet.config import Config, _merge, build_dataclass, config_to_dict, parse_overrides
-    from sdet.engine.checkpoint import load_detector
 
     detector, cfg, ckpt = load_detector(path)
     if overrides:

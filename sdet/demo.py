@@ -111,10 +111,10 @@ def run_demo(out: Path, seed: int = 0, steps: Optional[int] = None, methods: Seq
              num_train: int = 400, num_test: int = 60, progress: bool = True,
              model: str = "db", overrides: Sequence[str] = ()) -> Dict[str, Dict[str, float]]:
     """Train and score each method; `overrides` (key=value) go on top of the recipe, for trying variants."""
+    from sdet.checkpoint import load_detector
     from sdet.data.formats import load_samples
     from sdet.data.synth import generate_dataset
     from sdet.deploy.predict_files import predict_paths
-    from sdet.engine.checkpoint import load_detector
     from sdet.engine.evaluator import evaluate
     from sdet.engine.trainer import Trainer
     from sdet.errors import UserError

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from sdet import DetectionResult, Detector
+from sdet.checkpoint import load_detector
 from sdet.config import load_config
 from sdet.data.formats import load_samples
 from sdet.data.images import read_image
 from sdet.deploy.predictor import Predictor
-from sdet.engine.checkpoint import load_detector
 from sdet.engine.trainer import Trainer
 from sdet.errors import UserError
 

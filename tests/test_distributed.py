@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sdet.engine.checkpoint import load_checkpoint
+from sdet.checkpoint import load_checkpoint
 
 from conftest import tiny_overrides
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from sdet.checkpoint import load_detector
 from sdet.cli import main
 from sdet.data.datasets import prepare_test_image
 from sdet.data.formats import load_samples
 from sdet.data.images import read_image
-from sdet.engine.checkpoint import load_detector
 
 from conftest import tiny_overrides
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from sdet.checkpoint import load_detector
 from sdet.cli import main
 from sdet.config import load_config
-from sdet.engine.checkpoint import load_detector
 from sdet.engine.trainer import Trainer
 
 from conftest import tiny_overrides

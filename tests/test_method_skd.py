@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from sdet.checkpoint import load_checkpoint
 from sdet.config import load_config
-from sdet.engine.checkpoint import load_checkpoint
 from sdet.engine.trainer import Trainer
 from sdet.errors import UserError
 from sdet.methods import METHODS

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
+from sdet.checkpoint import load_checkpoint
 from sdet.config import BackboneConfig, LossConfig, MethodConfig, ModelConfig, NeckConfig, load_config
-from sdet.engine.checkpoint import load_checkpoint
 from sdet.engine.trainer import Trainer
 from sdet.errors import UserError
 from sdet.detectors.db.loss import DBLoss

@@ -21,10 +21,10 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import helper, numpy_helper  # noqa: E402
 
 from conftest import tiny_overrides  # noqa: E402
+from sdet.checkpoint import load_checkpoint, load_detector  # noqa: E402
 from sdet.cli import main  # noqa: E402
 from sdet.config import load_config  # noqa: E402
 from sdet.deploy.onnx_import import VERIFY_TOLERANCE, import_onnx  # noqa: E402
-from sdet.engine.checkpoint import load_checkpoint, load_detector  # noqa: E402
 from sdet.errors import UserError  # noqa: E402
 from sdet.models.detector import InferenceModel, build_detector  # noqa: E402
 

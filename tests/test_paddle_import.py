@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from sdet.checkpoint import load_detector
 from sdet.config import Config
 from sdet.deploy.paddle_import import (
     PaddleMismatchError,
@@ -24,7 +25,6 @@ from sdet.deploy.paddle_import import (
     import_paddle,
     load_pdparams,
 )
-from sdet.engine.checkpoint import load_detector
 from sdet.errors import UserError
 from sdet.models.detector import build_detector
 from helpers import SHARED

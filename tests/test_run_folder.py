@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sdet.checkpoint import atomic_save, load_checkpoint
 from sdet.config import load_config
-from sdet.engine.checkpoint import atomic_save, load_checkpoint
 from sdet.engine.run_dir import RunLock, truncate_log
 from sdet.engine.trainer import Trainer, TrainingDiverged
 from sdet.errors import UserError

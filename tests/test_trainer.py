@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
+from sdet.checkpoint import load_checkpoint, load_detector
 from sdet.config import load_config
-from sdet.engine.checkpoint import load_checkpoint, load_detector
 from sdet.engine.trainer import Trainer, TrainingDiverged, seed_everything
 from sdet.models.detector import build_detector
 from sdet.detectors.db.loss import DBLoss

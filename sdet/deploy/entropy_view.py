@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import torch
 
+from sdet.checkpoint import checkpoint_config, load_checkpoint, load_weights_into
 from sdet.data.datasets import prepare_test_image
 from sdet.data.images import read_image
-from sdet.engine.checkpoint import checkpoint_config, load_checkpoint, load_weights_into
 from sdet.errors import UserError
 from sdet.ops.entropy import binary_entropy
 from sdet.viz import entropy_to_color

@@ -20,8 +20,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from sdet.checkpoint import load_detector
 from sdet.config import config_to_dict
-from sdet.engine.checkpoint import load_detector
 from sdet.errors import UserError
 
 

@@ -261,7 +261,7 @@ def _verify_against_onnxruntime(model, detector: nn.Module, path: Path) -> float
 
 
 def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
-    from sdet.engine.checkpoint import atomic_save, inference_state
+    from sdet.checkpoint import atomic_save, inference_state
     from sdet.models.detector import build_detector
 
     path, out = Path(model_path), Path(out_path)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import yaml
 
+from sdet.checkpoint import atomic_save, inference_state
 from sdet.config import Config
-from sdet.engine.checkpoint import atomic_save, inference_state
 from sdet.errors import UserError
 from sdet.models.backbones.paddle_mobilenetv3 import SUPPORTED_SCALES, paddle_to_torch_key
 

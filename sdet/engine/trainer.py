@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from sdet.config import Config, config_to_dict
-from sdet.data.datasets import TrainDataset, load_split
-from sdet.data.formats import eval_protocol
-from sdet.engine.checkpoint import (
+from sdet.checkpoint import (
     FORMAT, VERSION, atomic_save, check_resumable, inference_state, load_checkpoint, load_detector, load_weights_into,
     temp_leftovers,
 )
+from sdet.config import Config, config_to_dict
+from sdet.data.datasets import TrainDataset, load_split
+from sdet.data.formats import eval_protocol
 from sdet.engine.run_dir import RunLock, check_out_dir, set_aside, truncate_log
 from sdet.engine.evaluator import evaluate
 from sdet.engine.optim import build_optimizer, lr_at, set_lr

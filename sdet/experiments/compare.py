@@ -57,8 +57,8 @@ def format_result(result: dict) -> str:
 
 
 def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, progress: bool) -> dict:
+    from sdet.checkpoint import load_detector
     from sdet.data.datasets import load_split
-    from sdet.engine.checkpoint import load_detector
     from sdet.engine.evaluator import evaluate
     from sdet.engine.trainer import Trainer
 
