@@ -13,6 +13,7 @@ two outputs are compared.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -23,8 +24,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from common import machine_line  # noqa: E402  (puts the repository on sys.path)
-from shapely.geometry import Polygon  # noqa: E402
+from common import REPO, machine_line  # noqa: E402  (puts the repository on sys.path)
 
 from sdet.detectors.east.postprocess import (  # noqa: E402
     EASTPostProcessConfig,
@@ -101,39 +101,12 @@ def synthetic_candidates(count: int, seed: int = 0, overlap: bool = False) -> np
     return decode_candidates(score, geo, 0.8, STRIDE)[:count]
 
 
-def _iou(g: np.ndarray, p: np.ndarray) -> float:
-    a, b = Polygon(g[:8].reshape(4, 2)), Polygon(p[:8].reshape(4, 2))
-    if not a.is_valid or not b.is_valid:
-        return 0.0
-    inter = a.intersection(b).area
-    union = a.area + b.area - inter
-    return 0.0 if union == 0 else inter / union
-
-
-def naive_lanms(quads: np.ndarray, thresh: float) -> np.ndarray:
-    """The algorithm in plain Python, one shapely IoU per pair: the yardstick."""
-    groups = []
-    current = None
-    for row in quads:
-        if current is not None and _iou(row, current) > thresh:
-            total = current[8] + row[8]
-            merged = np.empty(9)
-            merged[:8] = (current[8] * current[:8] + row[8] * row[:8]) / total
-            merged[8] = total
-            current = merged
-        else:
-            if current is not None:
-                groups.append(current)
-            current = row.copy()
-    if current is not None:
-        groups.append(current)
-    remaining = sorted(groups, key=lambda q: -q[8])
-    kept = []
-    while remaining:
-        best = remaining.pop(0)
-        kept.append(best)
-        remaining = [q for q in remaining if _iou(best, q) <= thresh]
-    return np.array(kept).reshape(-1, 9)
+def load_reference():
+    """The plain LA-NMS the tests check sdet's against (tests/reference_lanms.py)."""
+    spec = importlib.util.spec_from_file_location("reference_lanms", REPO / "tests" / "reference_lanms.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ref_lanms
 
 
 def _time(fn, repeat: int) -> list[float]:
@@ -159,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line("bench_lanms", 1))
     locality_aware_nms(quads, args.thresh)  # warm-up
     fast = _time(lambda: locality_aware_nms(quads, args.thresh), args.repeat)
+    naive_lanms = load_reference()
     naive = _time(lambda: naive_lanms(quads, args.thresh), args.reference_repeat)
     out_fast, out_naive = locality_aware_nms(quads, args.thresh), naive_lanms(quads, args.thresh)
     same = out_fast.shape == out_naive.shape and np.allclose(out_fast, out_naive, rtol=1e-6, atol=1e-6)
