@@ -15,8 +15,9 @@ SDET_VARIANTS = (
     "baseline:method.name=baseline",
     "sdet-A@P3:method.name=sdet,method.options.aux_type=A,method.options.level=P3",
     "sdet-C@P3:method.name=sdet,method.options.aux_type=C,method.options.level=P3",
-    # SDET-M, the entropy match inside text only: the untried option chosen for the PP-OCRv3 studies
-    "sdet-C@P3-masked:method.name=sdet,method.options.aux_type=C,method.options.level=P3,method.options.masked=true",
+    # the untried option chosen for the PP-OCRv3 studies: the entropy term on from 30% of the schedule, after
+    # the GT term alone has set the auxiliary map's polarity (from step 0 it locks a random one, docs/SDET.md (d))
+    "sdet-C@P3-et30:method.name=sdet,method.options.aux_type=C,method.options.level=P3,method.options.et_start_fraction=0.3",
 )
 
 if str(REPO) not in sys.path:

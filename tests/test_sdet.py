@@ -109,6 +109,32 @@ def test_start_step_and_masked_variant():
     assert entropy_transfer_loss(aux, main, True, None).item() == pytest.approx(sq.mean().item(), rel=1e-5)
 
 
+def test_aux_text_iou_is_logged_per_step_over_micro_batches():
+    det, method, batch = _setup("A", "P3")
+    assert method.after_step(0) == {}  # no batch seen yet
+    with torch.no_grad():
+        method.aux_head.logit.weight.zero_()
+        method.aux_head.logit.bias.fill_(5.0)  # every pixel "text": IoU = text area / image area
+    method(batch, step=0)
+    method(batch, step=0)  # a second micro-batch of the same step: counts add, the ratio stays
+    area = batch["shrink_map"].mean().item()
+    assert method.after_step(0)["aux_text_iou"] == pytest.approx(area)
+    assert method.after_step(1) == {}  # counts are reset after each step
+    with torch.no_grad():
+        method.aux_head.logit.bias.fill_(-5.0)  # nothing "text": IoU 0, as for an inverted map
+    method(batch, step=1)
+    assert method.after_step(1)["aux_text_iou"] == 0.0
+
+
+def test_et_start_fraction_counts_from_the_schedule_and_the_later_start_wins():
+    det, method, batch = _setup("A", "P3", et_start_fraction=0.3)  # total_steps 10: from step 3
+    assert method(batch, step=2)["entropy_transfer"].item() == 0.0
+    assert method(batch, step=3)["entropy_transfer"].item() > 0.0
+    _, later, _ = _setup("A", "P3", et_start_fraction=0.3, et_start_step=6)
+    assert later(batch, step=5)["entropy_transfer"].item() == 0.0
+    assert later(batch, step=6)["entropy_transfer"].item() > 0.0
+
+
 def test_inference_state_dict_identical_to_baseline():
     base = build_detector(ModelConfig(backbone=BackboneConfig(name="mobilenet_v3_small", width_mult=0.35), neck=NeckConfig(inner_channels=32)))
     for aux_type in "ABC":
@@ -128,3 +154,5 @@ def test_bad_options_are_user_errors():
         _setup("A", "P7")
     with pytest.raises(UserError, match="lamda_et"):
         _setup("A", "P3", lamda_et=1.0)
+    with pytest.raises(UserError, match="et_start_fraction"):
+        _setup("A", "P3", et_start_fraction=1.0)

@@ -55,7 +55,7 @@ class MethodContext:
     """Everything a method may need besides the batch."""
 
     detector: Detector
-    det_loss: Callable[..., Dict[str, Tensor]]  # detector loss: (logits, batch) -> named terms; has .text_loss
+    det_loss: Callable[..., Dict[str, Tensor]]  # detector loss: (logits, batch) -> named terms; has .text_loss and .text_target
     total_steps: int
     teacher: Optional[Detector] = None  # frozen, eval mode, for teacher-based methods
     # averages gradients of parameters a method steps itself over data-parallel processes (no-op alone)

@@ -10,16 +10,22 @@ With the target detached, the entropy term's gradient reaches the auxiliary head
 through the tapped level, the shallow layers below it, never the main head. The head is
 discarded after training, so inference costs nothing extra. The defaults follow the
 reconstruction in docs/METHODS.md (section 2.1); every reconstructed choice is an option.
+
+Entropy cannot tell p from 1 - p, so the GT term must set the auxiliary map's polarity before
+the entropy term freezes it; every step logs `aux_text_iou` (the auxiliary map, thresholded at
+0.5, against the GT text of the batch) so a run shows whether it did (docs/SDET.md, part d).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sdet.errors import UserError
 from sdet.methods.aux_heads import build_aux_head
 from sdet.methods.base import Method, MethodContext, require_choice
 from sdet.models.detector import DetectorOutput
@@ -37,7 +43,15 @@ class SDETOptions:
     lambda_et: float = 1.0  # entropy-transfer weight
     masked: bool = False  # SDET-M: squared error only inside GT text, normalised by the mask sum
     et_start_step: int = 0  # enable the entropy term from this step on
+    et_start_fraction: float = 0.0  # ... or from this fraction of train.max_steps (the later of the two)
     detach_target: bool = True  # stop-gradient on the main head's entropy
+
+
+def text_overlap(logit: Tensor, gt: Tensor, mask: Tensor) -> Tensor:
+    """[intersection, union] pixel counts of (logit > 0) and the (N, H, W) GT text map inside its mask."""
+    gt, mask = gt > 0.5, mask > 0.5
+    positive = resize_like(logit, gt)[:, 0] > 0
+    return torch.stack([(positive & gt & mask).sum(), ((positive | gt) & mask).sum()]).double()
 
 
 def entropy_transfer_loss(aux_logit: Tensor, main_logit: Tensor, detach: bool = True, mask: Tensor = None) -> Tensor:
@@ -63,9 +77,14 @@ class SDET(Method):
         super().__init__(ctx, options)
         require_choice("level", options.level, LEVELS)
         require_choice("aux_type", options.aux_type, ("A", "B", "C"))
+        if not 0.0 <= options.et_start_fraction < 1.0:
+            raise UserError(f"method.options.et_start_fraction must be in [0, 1), got {options.et_start_fraction}",
+                            "<config>")
+        self.et_start = max(options.et_start_step, math.ceil(options.et_start_fraction * ctx.total_steps))
         self.level_index = LEVELS.index(options.level)
         channels = ctx.detector.neck.level_channels
         self.aux_head = build_aux_head(options.aux_type, channels, ctx.detector.head)
+        self._overlap: Optional[Tensor] = None  # this step's aux/GT text counts, summed over micro-batches
 
     def aux_logit(self, output: DetectorOutput) -> Tensor:
         """The auxiliary text logit, upsampled to the main text map's resolution."""
@@ -78,10 +97,21 @@ class SDET(Method):
         main = output.logits[self.detector.text_key]
         aux = self.aux_logit(output)
         terms["aux_text"] = opts.lambda_aux * self.ctx.det_loss.text_loss(aux, batch)
+        with torch.no_grad():
+            overlap = text_overlap(aux, *self.ctx.det_loss.text_target(batch))
+        self._overlap = overlap if self._overlap is None else self._overlap + overlap
         if opts.lambda_et > 0:
-            if step >= opts.et_start_step:
+            if step >= self.et_start:
                 mask = batch["text_mask"] if opts.masked else None
                 terms["entropy_transfer"] = opts.lambda_et * entropy_transfer_loss(aux, main, opts.detach_target, mask)
             else:
                 terms["entropy_transfer"] = torch.zeros((), device=main.device)
         return terms
+
+    def after_step(self, step: int) -> Dict[str, float]:
+        """Logs how well the auxiliary map matches the GT text (its IoU) over the step's batch."""
+        if self._overlap is None:
+            return {}
+        intersection, union = self._overlap.tolist()
+        self._overlap = None
+        return {"aux_text_iou": intersection / union if union else 0.0}

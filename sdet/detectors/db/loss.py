@@ -11,7 +11,7 @@ with BCE starts from a very high loss; fine-tune them with the loss they were tr
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +53,14 @@ class DBLoss:
             raise UserError(f"loss.prob_loss must be 'bce' or 'dice', got '{cfg.prob_loss}'", "<config>")
         self.cfg = cfg
 
+    @staticmethod
+    def text_target(batch: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
+        """The GT text map a text logit is trained on, and where it counts: (N, H, W) each."""
+        return batch["shrink_map"], batch["shrink_mask"]
+
     def text_loss(self, logit: Tensor, batch: Dict[str, Tensor]) -> Tensor:
         """Shrink-map loss of a text logit (any resolution): OHEM BCE, or Dice (PaddleOCR form)."""
-        gt, mask = batch["shrink_map"], batch["shrink_mask"]
+        gt, mask = self.text_target(batch)
         logit = match_size(logit, gt)
         if self.cfg.prob_loss == "dice":
             return dice_loss(torch.sigmoid(logit), gt, mask)

@@ -23,7 +23,7 @@ other methods supervise their auxiliary text maps with exactly the detector's ow
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -84,9 +84,14 @@ class EASTLoss:
             raise UserError(f"loss.east_score_loss must be one of {SCORE_LOSSES}, got '{cfg.east_score_loss}'", "<config>")
         self.cfg = cfg
 
+    @staticmethod
+    def text_target(batch: Dict[str, Tensor]) -> Tuple[Tensor, Tensor]:
+        """The GT text map a text logit is trained on, and where it counts: (N, H, W) each."""
+        return batch["score_map"].float(), batch["training_mask"].float()
+
     def text_loss(self, logit: Tensor, batch: Dict[str, Tensor]) -> Tensor:
         """Score-map loss of a text logit (N, 1, h, w) at any resolution (brought to the score map's)."""
-        gt, mask = batch["score_map"].float(), batch["training_mask"].float()
+        gt, mask = self.text_target(batch)
         logit = match_size(logit.float(), gt)
         if self.cfg.east_score_loss == "dice":
             return dice_loss(torch.sigmoid(logit), gt, mask)
