@@ -32,3 +32,17 @@ def test_reuse_copies_finished_results_only_where_nothing_ran(tmp_path, capsys):
     assert not (out / "baseline" / "seed1" / "result.json").exists()  # its own run continues
     assert json.loads((out / "sdet-A@P3" / "seed0" / "result.json").read_text())["hmean"] == 0.7  # kept
     assert capsys.readouterr().out.strip() == "reused baseline/seed0"
+
+
+def test_aux_polarity_diagnostic_runs_every_variant(synth_root, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("sdet_aux_polarity", BENCHMARKS / "sdet_aux_polarity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--data", f"folder:{synth_root}", "--steps", "4", "--et-from", "2", "--batches", "2",
+                        "--batch", "2", "data.image_size=64", "data.num_workers=0"]) == 0
+    out = capsys.readouterr().out
+    assert "main head: IoU" in out
+    rows = [line for line in out.splitlines() if line.startswith("  C ")]
+    assert [row.split("  ")[1].strip() for row in rows] == ["C GT only", "C GT + ET", "C GT + ET masked", "C GT, ET from 2"]
+    assert all("4: IoU" in row for row in rows)
