@@ -79,3 +79,19 @@ def test_grid_runs_every_seed_and_resumes(synth_root, tmp_path):
     assert saved["paired_differences"]["sdet"]["hmean"]["per_seed"] == pytest.approx(
         [s["hmean"] - b["hmean"] for s, b in zip(summary["sdet"]["runs"], summary["base"]["runs"])])
     assert "| variant - base |" in table
+    # each result keeps what the losses converged to; SDET's adds how well its aux map matched the text
+    end = summary["sdet"]["runs"][0]["train_end"]
+    assert {"loss", "aux_text", "entropy_transfer", "aux_text_iou"} <= set(end) and 0.0 <= end["aux_text_iou"] <= 1.0
+    assert "aux_text_iou" not in summary["base"]["runs"][0]["train_end"] and "loss" in summary["base"]["runs"][0]["train_end"]
+
+
+def test_training_end_averages_the_last_tenth_of_the_logged_steps(tmp_path):
+    from sdet.experiments.compare import training_end
+
+    log = tmp_path / "log.jsonl"
+    lines = [{"event": "eval", "step": 0, "hmean": 0.5}]
+    lines += [{"event": "train", "step": s, "lr": 0.1, "loss": float(s), "sec_per_step": 2.0} for s in range(10, 101, 10)]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert training_end(log) == {"loss": 100.0}  # steps > 90: only the last record
+    assert training_end(log, fraction=0.25) == {"loss": pytest.approx((80 + 90 + 100) / 3)}
+    assert training_end(tmp_path / "missing.jsonl") == {}

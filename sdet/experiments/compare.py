@@ -51,9 +51,28 @@ def _write_json(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+NOT_TERMS = ("event", "step", "lr", "data_wait_share", "sec_per_step")
+
+
+def training_end(log_path: Path, fraction: float = 0.1) -> Dict[str, float]:
+    """Mean of each logged loss term and diagnostic (e.g. SDET's aux_text_iou) over the last `fraction`
+    of the training steps: what the run's losses had converged to, beside its score."""
+    if not log_path.exists():
+        return {}
+    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [r for r in records if r.get("event") == "train"]
+    if not records:
+        return {}
+    last_step = records[-1]["step"]
+    tail = [r for r in records if r["step"] > last_step * (1.0 - fraction)] or records[-1:]
+    keys = [k for k, v in tail[-1].items() if k not in NOT_TERMS and isinstance(v, (int, float))]
+    return {k: sum(r[k] for r in tail if k in r) / sum(1 for r in tail if k in r) for k in keys}
+
+
 def format_result(result: dict) -> str:
+    aux = result.get("train_end", {}).get("aux_text_iou")
     return (f"P {result['precision']:.4f} R {result['recall']:.4f} F {result['hmean']:.4f} "
-            f"({result['train_seconds'] / 60:.1f} min)")
+            f"({result['train_seconds'] / 60:.1f} min{'' if aux is None else f', aux text IoU {aux:.3f}'})")
 
 
 def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, progress: bool) -> dict:
@@ -71,7 +90,8 @@ def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, prog
     train_s = time.time() - start
     detector, cfg, _ = load_detector(run_dir / "best.pt")
     metric = evaluate(detector, load_split(cfg.data, cfg.data.val_split), cfg).to_dict()
-    result = {**metric, "train_seconds": round(train_s, 1), "overrides": list(overrides)}
+    result = {**metric, "train_seconds": round(train_s, 1), "overrides": list(overrides),
+              "train_end": training_end(run_dir / "log.jsonl")}
     _write_json(done, result)
     return result
 
