@@ -21,8 +21,7 @@ boxes overlap, so a 500-image test set scores in a fraction of a second.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import shapely
@@ -114,8 +113,7 @@ def check_known_images(gt: Mapping[str, object], det: Mapping[str, object]) -> N
         raise ValueError(f"detections for images not in the ground truth: {sorted(unknown)[:5]}")
 
 
-@dataclass
-class FlatSet:
+class FlatSet(NamedTuple):
     """A scored set's GT and detected polygons in two flat lists; image i owns [start[i], start[i+1])."""
 
     image_ids: List[str]
@@ -188,9 +186,7 @@ def evaluate_icdar2015(
     ``det`` maps image id -> polygons in the order written, and may omit images (no detections).
     A detection for an image absent from ``gt`` is a ValueError, as the official script refuses it.
     """
-    flat = flatten_set(gt, det)
-    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
-    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
+    image_ids, gt_polys, gt_start, gt_dc, det_polys, det_start = flatten_set(gt, det)
     gt_area = np.array([shoelace_area(p) for p in gt_polys])
     det_area = np.array([shoelace_area(p) for p in det_polys])
 

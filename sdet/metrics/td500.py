@@ -125,9 +125,7 @@ def evaluate_td500(
     """
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
-    flat = flatten_set(gt, det)
-    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
-    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
+    image_ids, gt_polys, gt_start, gt_dc, det_polys, det_start = flatten_set(gt, det)
     gt_rects, gt_angle, gt_square = rotated_rects(gt_polys)
     det_rects, det_angle, det_square = rotated_rects(det_polys)
     if overlap == "rotated":

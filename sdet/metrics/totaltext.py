@@ -77,9 +77,8 @@ def evaluate_total_text(
     """
     rule = FragmentRule(recall_threshold=tr, precision_threshold=tp, split_weight=weight, merge_weight=weight,
                         merge_candidate_threshold=tp, sum_decimals=None)
-    flat = flatten_set(gt, det, image_ids=None if all_gt_images else list(det))
-    image_ids, gt_dc = flat.image_ids, flat.gt_dont_care
-    gt_polys, gt_start, det_polys, det_start = flat.gt_polys, flat.gt_start, flat.det_polys, flat.det_start
+    image_ids, gt_polys, gt_start, gt_dc, det_polys, det_start = flatten_set(
+        gt, det, image_ids=None if all_gt_images else list(det))
     # The script's areas are shapely's of the polygons as given (the shoelace area, summed as
     # GEOS sums it: the last bits matter once ratios are rounded to 2 decimals).
     gt_area = shapely.area(raw_polygons(gt_polys)) if gt_polys else np.zeros(0)
