@@ -10,9 +10,10 @@ any machine and torch:
 
 1. per depthwise layer of the configured backbone (shapes recorded from a forward pass at
    --size), the weight gradient alone, stock (`aten::convolution_backward`) vs taps;
-2. the trainer's whole training step (forward, losses, backward, optimiser step; built by
-   `Trainer._build` as `sdet train` builds it) with the stock layers vs the same layers routed
-   through the tap-by-tap gradient, round-robin, first round discarded.
+2. the trainer's whole training step (forward, losses, backward, optimiser step; the baseline
+   trainer of bench_method_step.py, built by `Trainer._build` as `sdet train` builds it) with the
+   stock layers vs the same layers routed through the tap-by-tap gradient, round-robin, first
+   round discarded.
 
 It prints the ratios taps / stock; a ratio above 1 means the stock kernel is faster.
 """
@@ -137,29 +138,16 @@ def time_layers(shapes: List[LayerShape], rounds: int, channels_last: bool) -> L
 
 def time_steps(args: argparse.Namespace) -> Tuple[float, float, int]:
     """Median trainer step time with stock depthwise convs and with the tap-routed copy."""
-    from bench_method_step import make_batch
+    from bench_method_step import build_variant, make_batch, train_step
 
-    from sdet.config import load_config
-    from sdet.engine.trainer import Trainer
-
-    overrides = [f"data.image_size={args.size}", f"train.batch_size={args.batch}", "train.device=cpu",
-                 f"train.threads={args.threads}", f"train.channels_last={args.layout == 'channels_last'}",
-                 "method.name=baseline"]
-    trainers = {}
-    for name in ("stock", "taps"):
-        trainer = Trainer(load_config(args.config, overrides), progress=False)
-        trainer._build()  # same seed: both start from the same weights
-        trainer.detector.train()
-        trainer.step = trainer.cfg.train.max_steps // 2
-        trainers[name] = trainer
+    # built as bench_method_step builds its baseline: same seed, so both start from the same weights
+    trainers = {name: build_variant("baseline", args, None) for name in ("stock", "taps")}
     routed = route_through_taps(trainers["taps"].detector)
     batch = make_batch(args.batch, args.size)
     times: Dict[str, List[float]] = {"stock": [], "taps": []}
     for _ in range(args.rounds + 1):
         for name, trainer in trainers.items():
-            t0 = time.perf_counter()
-            trainer._train_step(batch)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(train_step(trainer, batch))
     return statistics.median(times["stock"][1:]), statistics.median(times["taps"][1:]), routed
 
 
