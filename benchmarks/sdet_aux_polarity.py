@@ -39,9 +39,17 @@ def iou_and_share(logit, gt, mask) -> Tuple[float, float]:
     return (intersection / union if union else 0.0), float((logit > 0).float().mean())
 
 
+def mean_iou_and_share(logits, cached, det_loss) -> str:
+    """IoU with the GT text and share of pixels called text, averaged over the cached batches given."""
+    scores = [iou_and_share(logit, *det_loss.text_target(c[2])) for logit, c in zip(logits, cached)]
+    return (f"IoU {sum(s[0] for s in scores) / len(scores):.3f} "
+            f"text share {sum(s[1] for s in scores) / len(scores):.3f}")
+
+
 def cache_batches(cfg, detector, count: int, batch: int, seed: int) -> List[Tuple]:
     """(P3 features, main text logit, batch) for `count` augmented training batches, detector frozen."""
     import torch
+    from torch.utils.data import default_collate
 
     from sdet.data.datasets import TrainDataset, load_split
 
@@ -49,14 +57,14 @@ def cache_batches(cfg, detector, count: int, batch: int, seed: int) -> List[Tupl
     cached = []
     for b in range(count):
         items = [dataset[(b * batch + i, (b * batch + i) * 53 % len(dataset))] for i in range(batch)]
-        data = {k: torch.stack([item[k] for item in items]) for k in items[0]}
+        data = default_collate(items)
         with torch.no_grad():
             out = detector(data["image"])
         cached.append((out.features.levels[3], out.logits[detector.text_key], data))
     return cached
 
 
-def train_aux(cfg, detector, det_loss, cached, aux_type: str, steps: int, et_from: Optional[int], masked: bool,
+def train_aux(detector, det_loss, cached, aux_type: str, steps: int, et_from: Optional[int], masked: bool,
               lr: float) -> List[str]:
     import torch
 
@@ -79,9 +87,8 @@ def train_aux(cfg, detector, det_loss, cached, aux_type: str, steps: int, et_fro
         optimizer.step()
         if (step + 1) % 25 == 0 or step + 1 == steps:
             with torch.no_grad():
-                scores = [iou_and_share(resize_like(head(c[0]), c[1]), *det_loss.text_target(c[2])) for c in cached[:3]]
-            history.append(f"{step + 1}: IoU {sum(s[0] for s in scores) / len(scores):.3f} "
-                           f"text share {sum(s[1] for s in scores) / len(scores):.2f}")
+                logits = [resize_like(head(c[0]), c[1]) for c in cached[:3]]
+            history.append(f"{step + 1}: {mean_iou_and_share(logits, cached[:3], det_loss)}")
     return history
 
 
@@ -122,11 +129,9 @@ def main(argv: List[str] | None = None) -> int:
     det_loss = build_loss(cfg)
     start = time.perf_counter()
     cached = cache_batches(cfg, detector, args.batches, args.batch, cfg.train.seed)
-    main_scores = [iou_and_share(c[1], *det_loss.text_target(c[2])) for c in cached[:3]]
+    main_scores = mean_iou_and_share([c[1] for c in cached[:3]], cached[:3], det_loss)
     print(f"  {args.batches} batches of {args.batch} {cfg.data.image_size}px training crops ({cfg.data.name}) cached "
-          f"in {time.perf_counter() - start:.0f} s; main head: IoU "
-          f"{sum(s[0] for s in main_scores) / len(main_scores):.3f}, text share "
-          f"{sum(s[1] for s in main_scores) / len(main_scores):.3f}")
+          f"in {time.perf_counter() - start:.0f} s; main head: {main_scores}")
     variants: Dict[str, Tuple[Optional[int], bool]] = {
         "GT only": (None, False),
         "GT + ET": (0, False),
@@ -134,7 +139,7 @@ def main(argv: List[str] | None = None) -> int:
         f"GT, ET from {args.et_from}": (args.et_from, False),
     }
     for name, (et_from, masked) in variants.items():
-        history = train_aux(cfg, detector, det_loss, cached, args.aux_type, args.steps, et_from, masked, cfg.train.lr)
+        history = train_aux(detector, det_loss, cached, args.aux_type, args.steps, et_from, masked, cfg.train.lr)
         print(f"  {args.aux_type} {name:18s} " + " | ".join(history), flush=True)
     return 0
 
