@@ -145,4 +145,10 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sdet.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:  # a missing or unreadable --init, --config or data root: one line, exit 2
+        print(f"sdet_aux_polarity: {exc}", file=sys.stderr)
+        sys.exit(2)
