@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import types
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
-from common import REPO, machine_line
+from common import REPO, machine_line, run_script
 
 if TYPE_CHECKING:
     import torch
@@ -187,10 +186,4 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from sdet.errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:  # a missing or unreadable --init, --config or data root: one line, exit 2
-        print(f"bench_depthwise_grad: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script("bench_depthwise_grad", main)

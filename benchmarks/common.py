@@ -68,3 +68,14 @@ def current_rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def run_script(name: str, main) -> None:
+    """Exit with main()'s status; a user error (missing checkpoint, config, data root) is one line, exit 2."""
+    from sdet.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -23,11 +23,10 @@ trainer logs the same IoU (`aux_text_iou`) for full runs.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from common import REPO, machine_line
+from common import REPO, machine_line, run_script
 
 RECIPE = REPO / "configs/icdar2015/ppocrv3_db_finetune.yaml"
 
@@ -145,10 +144,4 @@ def main(argv: List[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from sdet.errors import UserError
-
-    try:
-        sys.exit(main())
-    except UserError as exc:  # a missing or unreadable --init, --config or data root: one line, exit 2
-        print(f"sdet_aux_polarity: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_script("sdet_aux_polarity", main)
