@@ -77,25 +77,25 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(machine_line("check_paddle_finetune", 2))
     imported = out / "imported.pt"
+    cfg = load_config(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), [
+        f"data.root={ICDAR2015}", f"train.init_from={imported}", f"train.max_steps={args.steps}",
+        f"train.out_dir={out / 'run'}", "train.log_every=1", f"data.image_size={args.image_size}",
+    ])
+    print(machine_line("check_paddle_finetune", cfg.train.threads), flush=True)
     import_paddle(PADDLE_WEIGHTS / "best_accuracy.pdparams", PADDLE_WEIGHTS / "config.yml", imported, echo=None)
     test = load_samples("icdar2015", str(ICDAR2015), "test")
     if args.limit:
         test = test[: args.limit]
 
     def score(path: Path) -> dict:
-        detector, cfg, _ = load_detector(path)
-        return evaluate(detector, test, cfg).to_dict()
+        detector, saved_cfg, _ = load_detector(path)
+        return evaluate(detector, test, saved_cfg).to_dict()
 
     t0 = time.time()
     before = score(imported)
     print(f"before: P {before['precision']:.4f} R {before['recall']:.4f} F {before['hmean']:.4f} "
           f"({len(test)} images, {time.time() - t0:.0f} s)", flush=True)
-    cfg = load_config(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), [
-        f"data.root={ICDAR2015}", f"train.init_from={imported}", f"train.max_steps={args.steps}",
-        f"train.out_dir={out / 'run'}", "train.log_every=1", f"data.image_size={args.image_size}",
-    ])
     t0 = time.time()
     fixed_before = fixed_batch_loss(imported, cfg, args.loss_batches)
     print(f"loss on {args.loss_batches} fixed training batches before: {fixed_before:.4f} ({time.time() - t0:.0f} s)", flush=True)

@@ -47,6 +47,13 @@ def machine_line(name: str, threads: int) -> str:
     return line
 
 
+def study_machine_line(name: str, config: str | None, overrides: list[str]) -> str:
+    """The machine line with the thread count the study's runs will train with (train.threads)."""
+    from sdet.config import load_config
+
+    return machine_line(name, load_config(config, overrides).train.threads)
+
+
 def reset_peak_rss() -> bool:
     """Reset VmHWM (Linux >= 4.0) so `peak_rss_mb` measures from here on."""
     try:

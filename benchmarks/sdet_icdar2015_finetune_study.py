@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import ICDAR2015, PADDLE_WEIGHTS, REPO, SDET_VARIANTS, machine_line
+from common import ICDAR2015, PADDLE_WEIGHTS, REPO, SDET_VARIANTS, study_machine_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,11 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     imported = out / "imported.pt"
     if not imported.exists():
         import_paddle(PADDLE_WEIGHTS / "best_accuracy.pdparams", PADDLE_WEIGHTS / "config.yml", imported, echo=None)
-    print(machine_line("sdet_icdar2015_finetune_study", 2), flush=True)
+    config = str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml")
     common = [f"data.root={ICDAR2015}", f"train.init_from={imported}", f"train.max_steps={args.steps}",
               f"data.image_size={args.image_size}", "train.save_every=50", "train.log_every=10"]
     common += args.overrides
-    run_comparison(str(REPO / "configs/icdar2015/ppocr_mv3_db_finetune.yaml"), common,
+    print(study_machine_line("sdet_icdar2015_finetune_study", config, common), flush=True)
+    run_comparison(config, common,
                    [parse_variant(v) for v in (args.variant or SDET_VARIANTS[:3])], parse_seeds(args.seeds),
                    out, echo=lambda m: print(m, flush=True))
     return 0

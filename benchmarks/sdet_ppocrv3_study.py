@@ -22,7 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common import REPO, SDET_VARIANTS, SHARED, machine_line
+from common import REPO, SDET_VARIANTS, SHARED, study_machine_line
 
 DATASETS = {
     "icdar2015": ("configs/icdar2015/ppocrv3_db_finetune.yaml", SHARED / "data" / "icdar2015"),
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     init = out / "ppocrv3.pt"
     if not init.exists() and sdet_main(["import-onnx", str(onnx), "--out", str(init)]) != 0:
         return 2
-    print(machine_line("sdet_ppocrv3_study", 2), flush=True)
     common = [f"data.root={root}", f"train.init_from={init}", "train.eval_every=0", *args.overrides]
+    print(study_machine_line("sdet_ppocrv3_study", str(REPO / config), common), flush=True)
     run_comparison(str(REPO / config), common, [parse_variant(v) for v in (args.variant or SDET_VARIANTS)],
                    parse_seeds(args.seeds), out, echo=lambda m: print(m, flush=True))
     return 0

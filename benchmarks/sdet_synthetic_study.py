@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import REPO, SDET_VARIANTS, machine_line
+from common import REPO, SDET_VARIANTS, study_machine_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     data = out / "data"
     if not (data / "test").exists():
         generate_dataset(data, num_train=400, num_test=60, seed=0)
-    print(machine_line("sdet_synthetic_study", 2), flush=True)
     common = [o for o in demo_overrides(data, out / "unused", 0, args.steps) if not o.startswith(("train.out_dir", "train.seed"))]
     common += args.overrides
+    print(study_machine_line("sdet_synthetic_study", None, common), flush=True)
     run_comparison(None, common, [parse_variant(v) for v in (args.variant or SDET_VARIANTS[:3])],
                    parse_seeds(args.seeds), out, echo=lambda m: print(m, flush=True))
     return 0

@@ -46,3 +46,11 @@ def test_aux_polarity_diagnostic_runs_every_variant(synth_root, capsys, monkeypa
     rows = [line for line in out.splitlines() if line.startswith("  C ")]
     assert [row.split("  ")[1].strip() for row in rows] == ["C GT only", "C GT + ET", "C GT + ET masked", "C GT, ET from 2"]
     assert all("4: IoU" in row for row in rows)
+
+
+def test_study_machine_line_names_the_threads_the_runs_train_with(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import common
+
+    assert ", 1 threads," in common.study_machine_line("study", None, ["train.threads=1"])
+    assert ", 3 threads," in common.study_machine_line("study", None, ["train.threads=3"])
