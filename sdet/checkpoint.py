@@ -6,11 +6,12 @@ training-only modules, optimiser state and RNG state so `resume` continues bit f
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
@@ -129,6 +130,24 @@ def check_resumable(ckpt: Dict[str, Any], cfg: Config, path: Union[str, Path]) -
 
 def checkpoint_config(ckpt: Dict[str, Any]) -> Config:
     return config_from_dict(ckpt["config"])
+
+
+PIXEL_KEYS = ("to_rgb", "mean", "std")  # what a network's first layer has learnt to expect
+
+
+def pixel_mismatches(ckpt: Dict[str, Any], cfg: Config) -> List[str]:
+    """`data.input.<key>=<the checkpoint's value>` for each way the config feeds pixels unlike the
+    checkpoint's own training (an imported PaddleOCR model wants BGR): a fine-tune from it that way
+    starts off worse than the model is."""
+    saved = ckpt.get("config", {}).get("data", {}).get("input", {})
+    now = config_to_dict(cfg)["data"]["input"]
+    return [f"data.input.{key}={json.dumps(_plain(saved[key]))}" for key in PIXEL_KEYS
+            if key in saved and _plain(saved[key]) != _plain(now[key])]
+
+
+def _plain(value: Any) -> Any:
+    """A tuple (dataclass default) and a list (YAML) of the same numbers compare equal."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def load_weights_into(detector: torch.nn.Module, ckpt: Dict[str, Any], path: Union[str, Path],

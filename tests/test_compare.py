@@ -23,10 +23,14 @@ def test_confidence_interval_matches_student_t():
     assert math.isnan(summarize([0.5]).half_width)
 
 
+def _run(p, r, f, seed):
+    return {"precision": p, "recall": r, "hmean": f, "seed": seed}
+
+
 def test_paired_differences_hand_computed():
-    run = lambda p, r, f: {"precision": p, "recall": r, "hmean": f}
-    runs = {"base": [run(0.5, 0.4, 0.60), run(0.6, 0.5, 0.70), run(0.7, 0.6, 0.80)],
-            "sdet": [run(0.5, 0.5, 0.61), run(0.6, 0.5, 0.72), run(0.7, 0.6, 0.79)]}
+    run = _run
+    runs = {"base": [run(0.5, 0.4, 0.60, 0), run(0.6, 0.5, 0.70, 1), run(0.7, 0.6, 0.80, 2)],
+            "sdet": [run(0.5, 0.5, 0.61, 0), run(0.6, 0.5, 0.72, 1), run(0.7, 0.6, 0.79, 2)]}
     diff = paired_differences(runs, "base")
     assert set(diff) == {"sdet"}
     f = diff["sdet"]["hmean"]
@@ -38,6 +42,16 @@ def test_paired_differences_hand_computed():
     assert f["half_width"] < summarize([0.61, 0.72, 0.79]).half_width / 5
     table = format_differences(diff, "base")
     assert "| sdet | +0.00 ± 0.00 | +3.33 ± 14.34 | +0.67 ± 3.79 | 2 of 3 seeds |" in table
+
+
+def test_paired_differences_pair_by_seed_not_by_position():
+    base = [_run(0.5, 0.5, 0.60, 0), _run(0.5, 0.5, 0.70, 1), _run(0.5, 0.5, 0.80, 2)]
+    # listed in another order, seed 1 missing, and one older result that names its seed only in its overrides
+    other = [_run(0.5, 0.5, 0.83, 2), {"precision": 0.5, "recall": 0.5, "hmean": 0.61, "overrides": ["train.seed=0"]}]
+    f = paired_differences({"base": base, "other": other}, "base")["other"]["hmean"]
+    assert f["seeds"] == [2, 0]
+    assert f["per_seed"] == pytest.approx([0.03, 0.01])
+    assert f["n"] == 2
 
 
 def test_variant_spec_parsing():
@@ -83,6 +97,37 @@ def test_grid_runs_every_seed_and_resumes(synth_root, tmp_path):
     end = summary["sdet"]["runs"][0]["train_end"]
     assert {"loss", "aux_text", "entropy_transfer", "aux_text_iou"} <= set(end) and 0.0 <= end["aux_text_iou"] <= 1.0
     assert "aux_text_iou" not in summary["base"]["runs"][0]["train_end"] and "loss" in summary["base"]["runs"][0]["train_end"]
+
+
+def test_a_finished_run_is_reused_only_under_the_overrides_it_was_trained_with(synth_root, tmp_path):
+    common = tiny_overrides(synth_root, tmp_path / "unused", steps=1) + ["data.val_split=test"]
+    out = tmp_path / "cmp"
+    first = run_comparison(None, common, [parse_variant("base:method.name=baseline")], [0], out, echo=None)
+    # where and how fast it runs (paths, threads, workers) does not make it another run
+    moved = [o for o in common if not o.startswith(("data.root", "train.threads"))]
+    moved += [f"data.root={synth_root}/.", "train.threads=2"]
+    again = run_comparison(None, moved, [parse_variant("base:method.name=baseline")], [0], out, echo=None)
+    assert again["base"]["runs"] == first["base"]["runs"]
+    # what it trains does: a longer schedule under the same name is refused, naming the result.json
+    longer = [*common, "train.max_steps=2"]
+    with pytest.raises(UserError, match="train.max_steps=1.*train.max_steps=2") as err:
+        run_comparison(None, longer, [parse_variant("base:method.name=baseline")], [0], out, echo=None)
+    assert err.value.path == str(out / "base" / "seed0" / "result.json")
+
+
+def test_runs_are_scored_with_their_final_weights_not_the_best_on_the_scored_split(synth_root, tmp_path, monkeypatch):
+    import sdet.checkpoint
+
+    scored = []
+    real = sdet.checkpoint.load_detector
+    monkeypatch.setattr(sdet.checkpoint, "load_detector", lambda path: scored.append(Path(path).name) or real(path))
+    common = tiny_overrides(synth_root, tmp_path / "unused", steps=2) + ["data.val_split=test", "train.eval_every=1"]
+    summary = run_comparison(None, common, [parse_variant("base:method.name=baseline")], [0], tmp_path / "cmp", echo=None)
+    assert "last.pt" in scored and "best.pt" not in scored
+    assert summary["base"]["runs"][0]["seed"] == 0
+    # a single seed has no interval: summary.json holds null there, not NaN (strict JSON)
+    text = (tmp_path / "cmp" / "summary.json").read_text()
+    assert "NaN" not in text and json.loads(text)["variants"]["base"]["hmean"]["half_width"] is None
 
 
 def test_training_end_averages_the_last_tenth_of_the_logged_steps(tmp_path):

@@ -101,6 +101,19 @@ def test_init_from_starts_fine_tuning_at_the_checkpoint_weights(synth_root, tmp_
     assert not all(torch.equal(src[k], _weights(tmp_path / "fresh" / "best.pt")[k]) for k in convs)
 
 
+def test_init_from_warns_when_the_run_feeds_pixels_unlike_the_checkpoint(synth_root, tmp_path, capsys):
+    bgr = ["data.input.to_rgb=false", "data.input.mean=[0.5,0.5,0.5]"]
+    Trainer(load_config(None, tiny_overrides(synth_root, tmp_path / "src", steps=1) + bgr), progress=False).run()
+    init = f"train.init_from={tmp_path / 'src' / 'best.pt'}"
+    capsys.readouterr()
+    Trainer(load_config(None, tiny_overrides(synth_root, tmp_path / "same", steps=1) + bgr + [init]), progress=False).run()
+    assert "warning" not in capsys.readouterr().err
+    Trainer(load_config(None, tiny_overrides(synth_root, tmp_path / "rgb", steps=1) + [init]), progress=False).run()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert "data.input.to_rgb=false" in warnings[0] and "data.input.mean=[0.5, 0.5, 0.5]" in warnings[1]
+
+
 def test_init_from_other_architecture_is_a_user_error(synth_root, tmp_path):
     from sdet.errors import UserError
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from sdet.checkpoint import (
     FORMAT, VERSION, atomic_save, check_resumable, inference_state, load_checkpoint, load_detector, load_weights_into,
-    temp_leftovers,
+    pixel_mismatches, temp_leftovers,
 )
 from sdet.config import Config, config_to_dict
 from sdet.data.datasets import TrainDataset, load_split
@@ -123,8 +123,11 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.detector = build_detector(cfg.model)
         if cfg.train.init_from:
-            load_weights_into(self.detector, load_checkpoint(cfg.train.init_from), cfg.train.init_from,
-                              cfg.train.init_parts)
+            init = load_checkpoint(cfg.train.init_from)
+            load_weights_into(self.detector, init, cfg.train.init_from, cfg.train.init_parts)
+            for setting in pixel_mismatches(init, cfg):
+                self._say(f"warning: {cfg.train.init_from} was trained with {setting}; this run feeds its "
+                          "pixels otherwise (set it to fine-tune as the model was trained)")
         self.detector.to(self.device)
         self.det_loss = build_loss(cfg)
         # PyTorch's CPU convolutions (oneDNN) run NHWC faster than NCHW, forward and backward
@@ -140,7 +143,10 @@ class Trainer:
         if cfg.train.sync_bn and self.dist.enabled:
             if self.device.type != "cuda":
                 raise UserError("train.sync_bn needs CUDA devices (PyTorch's SyncBatchNorm runs on NCCL)", "<config>")
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.detector)  # in place: the context keeps it
+            # in place (neither is itself a BatchNorm): the method context keeps the detector, and a
+            # method's own heads (SDET's types B and C, BYOT's) normalise over the global batch as well
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.detector)
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
         params = list(self.detector.parameters()) + list(self.method.optimized_parameters())
         self.optimizer = build_optimizer(params, cfg.train)
         self.trainable = self._data_parallel() if self.dist.enabled else self.method
@@ -162,8 +168,8 @@ class Trainer:
     def _data_parallel(self) -> torch.nn.Module:
         """DDP over detector + method: one module holding every trained parameter. Parameters a method
         steps with its own optimiser (SKD's discriminator) stay outside and are averaged by the method;
-        find_unused_parameters because some methods leave parts idle on some steps (KA's stages, SDET
-        before et_start_step, a teacher-free aux head of another level)."""
+        find_unused_parameters because some methods leave parts idle on some steps (KA's stages, for
+        one; SDET's auxiliary head is not among them: its GT term trains it from step 0)."""
         from torch.nn.parallel import DistributedDataParallel
 
         init_process_group(self.dist, self.device)

@@ -2,11 +2,15 @@
 
 Each (variant, seed) run lives in OUT/<variant>/seed<k>/ and writes result.json when it
 has been trained and evaluated, so an interrupted comparison resumes where it stopped:
-finished runs are skipped and an unfinished one continues from its last.pt.
+finished runs are skipped and an unfinished one continues from its last.pt. A finished run
+is reused only under the overrides it was trained with (bar where and how fast it ran).
+Every run is scored with its final weights, never with a checkpoint chosen on the split it is
+scored on, and the variants are paired with the reference by seed.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +49,51 @@ def parse_variant(spec: str) -> Variant:
     return Variant(name, overrides)
 
 
+def _json_ready(value):
+    """NaN (the half-width of a single run) and infinities as null: strict JSON readers refuse them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps(_json_ready(data), indent=1, allow_nan=False), encoding="utf-8")
     tmp.replace(path)
+
+
+# overrides that say where and how fast a run trained, not what it trained: a finished run
+# recorded on another machine (other paths, threads, workers) is still the same run
+ENVIRONMENT_KEYS = frozenset({
+    "data.root", "data.num_workers", "train.init_from", "train.out_dir", "train.resume", "train.device",
+    "train.threads", "train.log_every", "train.save_every", "train.tensorboard",
+})
+
+
+def _defining(overrides: Sequence[str]) -> Dict[str, str]:
+    """key -> value of the overrides that decide what a run trains (a later repeat wins)."""
+    pairs = (o.partition("=") for o in overrides)
+    return {key.strip(): value.strip() for key, _, value in pairs if key.strip() not in ENVIRONMENT_KEYS}
+
+
+def check_same_run(result: dict, overrides: Sequence[str], path: Path) -> None:
+    """A result.json answers for this run only if it was trained with the same defining overrides."""
+    saved, asked = _defining(result.get("overrides", [])), _defining(overrides)
+    for key in sorted(set(saved) | set(asked)):
+        if saved.get(key) != asked.get(key):
+            raise UserError(f"this finished run was trained with {key}={saved.get(key)}, the comparison asks for "
+                            f"{key}={asked.get(key)}: compare into another --out, or delete this run", path)
+
+
+def seed_of(result: dict) -> int:
+    """The seed a result was trained with (older result.json files only name it in their overrides)."""
+    if "seed" in result:
+        return int(result["seed"])
+    return int(_defining(result["overrides"])["train.seed"])
 
 
 NOT_TERMS = ("event", "step", "lr", "data_wait_share", "sec_per_step")
@@ -83,14 +128,18 @@ def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, prog
 
     done = run_dir / "result.json"
     if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
+        result = json.loads(done.read_text(encoding="utf-8"))
+        check_same_run(result, overrides, done)
+        return result
     cfg = load_config(config, list(overrides) + [f"train.out_dir={run_dir}", "train.resume=true"])
     start = time.time()
     Trainer(cfg, progress=progress).run()
     train_s = time.time() - start
-    detector, cfg, _ = load_detector(run_dir / "best.pt")
+    # the final weights: best.pt is chosen on the val split when train.eval_every > 0, and scoring it
+    # on that same split would favour the variants by selection
+    detector, cfg, _ = load_detector(run_dir / "last.pt")
     metric = evaluate(detector, load_split(cfg.data, cfg.data.val_split), cfg).to_dict()
-    result = {**metric, "train_seconds": round(train_s, 1), "overrides": list(overrides),
+    result = {**metric, "seed": cfg.train.seed, "train_seconds": round(train_s, 1), "overrides": list(overrides),
               "train_end": training_end(run_dir / "log.jsonl")}
     _write_json(done, result)
     return result
@@ -130,14 +179,21 @@ def paired_differences(runs: Dict[str, List[dict]], reference: str) -> Dict[str,
     """Per-seed differences (variant - reference) of every metric, summarised like the runs.
 
     Pairing by seed removes the seed-to-seed spread the variants share (same data order, same
-    initialisation), so a small effect can show where the unpaired intervals overlap.
+    initialisation), so a small effect can show where the unpaired intervals overlap. Runs are
+    matched by their seed, not their position; a seed the reference lacks is left out (each
+    metric lists the seeds it pairs).
     """
+    by_seed = {seed_of(r): r for r in runs[reference]}
     differences = {}
     for name, results in runs.items():
         if name == reference:
             continue
-        deltas = {m: [r[m] - ref[m] for r, ref in zip(results, runs[reference])] for m in METRICS}
-        differences[name] = {m: vars(summarize(values)) | {"per_seed": values} for m, values in deltas.items()}
+        pairs = [(r, by_seed[seed_of(r)]) for r in results if seed_of(r) in by_seed]
+        seeds = [seed_of(r) for r, _ in pairs]
+        differences[name] = {}
+        for m in METRICS:
+            values = [r[m] - ref[m] for r, ref in pairs]
+            differences[name][m] = vars(summarize(values)) | {"per_seed": values, "seeds": seeds}
     return differences
 
 

@@ -97,7 +97,7 @@ class Run:
     teacher: Optional[Path] = None  # the teacher's run dir, earlier in the plan
 
     def command(self) -> str:
-        """The equivalent `sdet train` command line (reproduce then evaluates best.pt into result.json)."""
+        """The equivalent `sdet train` command line (reproduce then evaluates last.pt into result.json)."""
         return shlex.join(["sdet", "train", _shown(self.config), *self.overrides, f"train.out_dir={self.run_dir}"])
 
 
@@ -322,7 +322,7 @@ def reproduce(table: Union[int, str], data_roots: Mapping[str, str], seeds: Sequ
         teachers = {r.teacher for r in runs if r.teacher}
         say(f"# table(s) {', '.join(map(str, tables))}: {len(runs)} runs ({len(teachers)} of them teachers), "
             f"{len(finished)} finished, {len(runs) - len(finished)} to train; {steps:,} training steps in all")
-        say("# each run: this `sdet train`, then best.pt is evaluated on the test split into result.json")
+        say("# each run: this `sdet train`, then its final weights (last.pt) are scored on the test split")
         for run in runs:
             say(("# done: " if run.run_dir in finished else "") + run.command())
         return Reproduction(runs)

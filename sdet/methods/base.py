@@ -39,6 +39,17 @@ def require_distinct_choices(option: str, values: Sequence[Any], choices: Sequen
                         "<config>")
 
 
+def require_fraction(option: str, value: float, include_one: bool = False) -> None:
+    """A one-line config error unless `value` is a fraction of the schedule: [0, 1), or [0, 1]."""
+    if not (0.0 <= value <= 1.0 if include_one else 0.0 <= value < 1.0):
+        raise UserError(f"method.options.{option} must be in [0, {'1]' if include_one else '1)'}, got {value}", "<config>")
+
+
+def step_at_fraction(fraction: float, total_steps: int) -> int:
+    """The step a fraction of the schedule reaches, to the nearest step (0.3 of 1000: step 300)."""
+    return int(round(fraction * total_steps))
+
+
 def _to_float32(output: DetectorOutput) -> DetectorOutput:
     from sdet.models.necks.fpn import Pyramid
 

@@ -21,8 +21,7 @@ from typing import Dict
 import torch
 from torch import Tensor
 
-from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext, require_choice
+from sdet.methods.base import Method, MethodContext, require_choice, require_fraction, step_at_fraction
 from sdet.methods.blocks import conv_bn
 from sdet.methods.soft_target import soft_target_loss
 from sdet.models.backbones import ResNet
@@ -62,15 +61,14 @@ class FitNets(Method):
         require_choice("hint", options.hint, HINTS)
         require_choice("regressor_kernel", options.regressor_kernel, (1, 3))
         require_choice("regressor_act", options.regressor_act, ("auto", "relu", "none"))
-        if not 0.0 <= options.hint_only_fraction < 1.0:
-            raise UserError(f"method.options.hint_only_fraction must be in [0, 1), got {options.hint_only_fraction}", "<config>")
+        require_fraction("hint_only_fraction", options.hint_only_fraction)
         relu = options.regressor_act == "relu" or (
             options.regressor_act == "auto" and options.hint == "C4" and isinstance(ctx.teacher.backbone, ResNet)
         )
         self.regressor = conv_bn(
             _channels(ctx.detector, options.hint), _channels(ctx.teacher, options.hint), options.regressor_kernel, relu=relu
         )
-        self.hint_only_steps = round(options.hint_only_fraction * ctx.total_steps)
+        self.hint_only_steps = step_at_fraction(options.hint_only_fraction, ctx.total_steps)
 
     def hint_loss(self, output: DetectorOutput, teacher: DetectorOutput) -> Tensor:
         """mean((u_T - r(v_S))^2), with r(v_S) resized to u_T when the strides differ."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext, require_choice
+from sdet.methods.base import Method, MethodContext, require_choice, step_at_fraction
 from sdet.methods.blocks import conv_bn
 from sdet.models.detector import DetectorOutput
 from sdet.ops.maps import resize_like
@@ -97,7 +97,8 @@ class KA(Method):
         self.decoder = decoder(latent, teacher_channels)
         self.adapter = to_sixteenth(ctx.detector.neck.inner_channels, latent)
         self.affinity_adapter = to_sixteenth(ctx.detector.neck.inner_channels, latent)
-        self.ae_steps = options.ae_steps if options.ae_steps is not None else round(options.ae_fraction * ctx.total_steps)
+        self.ae_steps = (options.ae_steps if options.ae_steps is not None
+                         else step_at_fraction(options.ae_fraction, ctx.total_steps))
         if self.ae_steps < 0:
             raise UserError(f"method.options.ae_steps must be >= 0, got {self.ae_steps}", "<config>")
 

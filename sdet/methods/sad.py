@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sdet.errors import UserError
-from sdet.methods.base import Method, MethodContext
+from sdet.methods.base import Method, MethodContext, require_fraction, step_at_fraction
 from sdet.models.detector import DetectorOutput
 
 
@@ -68,8 +68,7 @@ class SAD(Method):
         super().__init__(ctx, options)
         if options.gamma < 0 or options.p <= 0:
             raise UserError(f"method.options.gamma must be >= 0 and p > 0, got {options.gamma} and {options.p}", "<config>")
-        if not 0.0 <= options.start_fraction <= 1.0:
-            raise UserError(f"method.options.start_fraction must be in [0, 1], got {options.start_fraction}", "<config>")
+        require_fraction("start_fraction", options.start_fraction, include_one=True)
         if options.start_step < -1:
             raise UserError(f"method.options.start_step must be >= 0, or -1 for start_fraction, got {options.start_step}", "<config>")
 
@@ -78,7 +77,7 @@ class SAD(Method):
         """The first step with the distillation term on."""
         if self.options.start_step >= 0:
             return self.options.start_step
-        return int(round(self.options.start_fraction * self.ctx.total_steps))
+        return step_at_fraction(self.options.start_fraction, self.ctx.total_steps)
 
     def distill_loss(self, stages: List[Tensor]) -> Tensor:
         """Sum over consecutive stage pairs (C2->C3, C3->C4, C4->C5) of the attention MSE."""

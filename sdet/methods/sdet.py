@@ -12,12 +12,12 @@ discarded after training, so inference costs nothing extra. The defaults follow 
 reconstruction in docs/METHODS.md (section 2.1); every reconstructed choice is an option.
 
 Entropy cannot tell p from 1 - p, so the GT term must set the auxiliary map's polarity before
-the entropy term freezes it; every step logs `aux_text_iou` (the auxiliary map, thresholded at
-0.5, against the GT text of the batch) so a run shows whether it did (docs/SDET.md, part d).
+the entropy term freezes it; every step computes `aux_text_iou` (the auxiliary map, thresholded at
+0.5, against the GT text of the batch), logged at each logged step, so a run shows whether it did
+(docs/SDET.md, part d).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -27,7 +27,7 @@ from torch import Tensor
 
 from sdet.errors import UserError
 from sdet.methods.aux_heads import build_aux_head
-from sdet.methods.base import Method, MethodContext, require_choice
+from sdet.methods.base import Method, MethodContext, require_choice, require_fraction, step_at_fraction
 from sdet.models.detector import DetectorOutput
 from sdet.ops.entropy import binary_entropy
 from sdet.ops.maps import resize_like
@@ -77,10 +77,14 @@ class SDET(Method):
         super().__init__(ctx, options)
         require_choice("level", options.level, LEVELS)
         require_choice("aux_type", options.aux_type, ("A", "B", "C"))
-        if not 0.0 <= options.et_start_fraction < 1.0:
-            raise UserError(f"method.options.et_start_fraction must be in [0, 1), got {options.et_start_fraction}",
-                            "<config>")
-        self.et_start = max(options.et_start_step, math.ceil(options.et_start_fraction * ctx.total_steps))
+        require_fraction("et_start_fraction", options.et_start_fraction)
+        if min(options.lambda_aux, options.lambda_et, options.et_start_step) < 0:
+            raise UserError("method.options.lambda_aux, lambda_et and et_start_step must be >= 0, got "
+                            f"{options.lambda_aux}, {options.lambda_et} and {options.et_start_step}", "<config>")
+        self.et_start = max(options.et_start_step, step_at_fraction(options.et_start_fraction, ctx.total_steps))
+        if options.lambda_et > 0 and self.et_start >= ctx.total_steps:
+            raise UserError(f"the entropy term would start at step {self.et_start} of a {ctx.total_steps}-step "
+                            "schedule, so never: lower method.options.et_start_step, or set lambda_et=0", "<config>")
         self.level_index = LEVELS.index(options.level)
         channels = ctx.detector.neck.level_channels
         self.aux_head = build_aux_head(options.aux_type, channels, ctx.detector.head)

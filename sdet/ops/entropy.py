@@ -1,8 +1,11 @@
 """Binary entropy of a text map, computed from logits.
 
 E(z) = (softplus(z) - z * sigmoid(z)) / ln 2 bits, the entropy of Bernoulli(sigmoid(z)).
-Written from the logit it is exact at z = 0 (1 bit), symmetric in z, and its gradient
--z s (1 - s) / ln 2 stays bounded for any |z|, unlike the p log p form.
+Written from the logit it is exact at z = 0 (1 bit) and its gradient -z s (1 - s) / ln 2 stays
+bounded for any |z|, unlike the p log p form. It is evaluated at a = |z| as
+softplus(-a) + a * sigmoid(-a) (the same function, E is even): no term cancels against another,
+so a confident pixel keeps its small entropy and gradient in float32 on either side (at z = 18
+the softplus(z) - z s form rounds both to 0), and E(z) = E(-z) exactly.
 
 `binary_kl_from_logits` is the per-pixel binary KL between two text maps given as logits,
 shared by every method that matches one text map to another (BYOT, soft-target KD).
@@ -22,7 +25,8 @@ LN2 = math.log(2.0)
 def binary_entropy(logit: Tensor) -> Tensor:
     """Entropy in bits, elementwise; computed in float32 at least so float16 inputs stay finite."""
     z = logit.float() if logit.dtype in (torch.float16, torch.bfloat16) else logit
-    ent = (F.softplus(z) - z * torch.sigmoid(z)) / LN2
+    a = z.abs()
+    ent = (F.softplus(-a) + a * torch.sigmoid(-a)) / LN2
     return ent.to(logit.dtype)
 
 
