@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from conftest import tiny_overrides  # noqa: E402
 from sdet.checkpoint import load_checkpoint, load_detector  # noqa: E402
 from sdet.cli import main  # noqa: E402
 from sdet.config import load_config  # noqa: E402
-from sdet.deploy.onnx_import import VERIFY_TOLERANCE, import_onnx  # noqa: E402
+from sdet.deploy.onnx_import import VERIFY_TOLERANCE, WeightNode, _mismatch, import_onnx  # noqa: E402
 from sdet.errors import UserError  # noqa: E402
 from sdet.models.detector import InferenceModel, build_detector  # noqa: E402
 
@@ -88,6 +89,40 @@ def exported(tmp_path_factory):
     return detector, _export(detector, root / "ppocr_layout.onnx")
 
 
+@pytest.fixture(scope="module")
+def exported_se(tmp_path_factory):
+    """The second backbone variant tried (SE on): a graph the first variant does not fit."""
+    root = tmp_path_factory.mktemp("onnx_import_se")
+    detector = _ppocr_layout_detector(["model.backbone.use_se=true"], seed=2)
+    return detector, _export(detector, root / "se.onnx")
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    """A copy of the graph at src with edit(model) applied in place."""
+    model = onnx.load(str(src))
+    edit(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _nodes(model, op: str, within: str = "") -> list:
+    return [n for n in model.graph.node if n.op_type == op and within in n.name]
+
+
+def _initializer(model, name: str):
+    return next(init for init in model.graph.initializer if init.name == name)
+
+
+def _replace_initializer(model, name: str, array: np.ndarray) -> None:
+    _initializer(model, name).CopyFrom(numpy_helper.from_array(array, name))
+
+
+def _set_attribute(node, name: str, value) -> None:
+    kept = [a for a in node.attribute if a.name != name]
+    del node.attribute[:]
+    node.attribute.extend(kept + [helper.make_attribute(name, value)])
+
+
 def _probabilities_agree(onnx_path: Path, detector: torch.nn.Module, seed: int = 1) -> float:
     x = np.random.default_rng(seed).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -124,9 +159,9 @@ def test_paddle_layout_constants_and_bias_adds_import(exported, tmp_path):
     _assert_same_weights(detector, load_detector(tmp_path / "init.pt")[0])
 
 
-def test_the_variant_is_found_from_the_graph(tmp_path):
-    detector = _ppocr_layout_detector(["model.backbone.use_se=true"], seed=2)
-    report = import_onnx(_export(detector, tmp_path / "se.onnx"), tmp_path / "se.pt", echo=None)
+def test_the_variant_is_found_from_the_graph(exported_se, tmp_path):
+    detector, onnx_path = exported_se
+    report = import_onnx(onnx_path, tmp_path / "se.pt", echo=None)
     assert "SE on" in report.variant and report.num_tensors > 288  # 8 SE blocks, 4 tensors each
     _assert_same_weights(detector, load_detector(tmp_path / "se.pt")[0], count=report.num_tensors)
 
@@ -153,7 +188,139 @@ def test_other_architecture_names_the_first_node_that_does_not_fit(tmp_path, cap
                                               "model.backbone.width_mult=0.5"]).model).eval()
     path = _export(other, tmp_path / "other.onnx")
     err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
-    assert "does not fit a PP-OCR DB detector" in err and "node '" in err
+    # torchvision's stem conv has the shape of Paddle's; its BN (eps 1e-3) is the first node that differs
+    stem_bn = _nodes(onnx.load(str(path)), "BatchNormalization")[0].name
+    assert "does not fit a PP-OCR DB detector" in err
+    assert f"node '{stem_bn}' (BatchNormalization) vs sdet backbone.conv.bn: epsilon 0.001 != 1e-05" in err
+
+
+def test_a_corrupted_node_is_named_even_when_the_first_variant_fails_earlier(exported_se, tmp_path, capsys):
+    # the first variant tried (SE off) stops at the backbone's first SE block, a node that is fine;
+    # the SE-on variant gets to the corrupted neck conv, and that is the one named
+    def stride_two(model):
+        _set_attribute(_nodes(model, "Conv", "/neck/inp_conv.0/conv/")[0], "strides", [2, 2])
+
+    path = _edited(exported_se[1], tmp_path / "neck.onnx", stride_two)
+    neck = _nodes(onnx.load(str(path)), "Conv", "/neck/inp_conv.0/conv/")[0].name
+    err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert f"node '{neck}' (Conv) vs sdet neck." in err and "strides/group (2, 2)/1 != (1, 1)/1" in err
+
+
+def test_a_dilated_convolution_is_refused_naming_the_node(exported, tmp_path, capsys):
+    within = "/neck/inp_conv.0/conv/"  # a 3x3 conv: dilated with pads 1 it would still run in onnxruntime
+    path = _edited(exported[1], tmp_path / "dilated.onnx",
+                   lambda model: _set_attribute(_nodes(model, "Conv", within)[0], "dilations", [2, 2]))
+    name = _nodes(onnx.load(str(path)), "Conv", within)[0].name
+    err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert f"node '{name}' (Conv) vs sdet neck.inp_conv.0.conv: dilations (2, 2) != (1, 1)" in err
+
+
+@pytest.mark.parametrize("op, attrs, expected", [
+    ("Conv", {"pads": [1, 1, 2, 2]}, "pads (1, 1, 2, 2) != (1, 1, 1, 1)"),  # the end pads count too
+    ("Conv", {"auto_pad": b"SAME_UPPER"}, "auto_pad SAME_UPPER (only explicit pads are read)"),
+    ("ConvTranspose", {"strides": [2, 2], "output_padding": [1, 1]}, "output_padding (1, 1) != (0, 0)"),
+    ("ConvTranspose", {"strides": [2, 2], "pads": [1, 1, 1, 1]}, "pads (1, 1, 1, 1) != (0, 0, 0, 0)"),
+])
+def test_padding_attributes_sdet_does_not_have_are_refused(op, attrs, expected):
+    # the pairing check itself, on one node: the whole import would try every variant for each case
+    module = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False) if op == "Conv" else torch.nn.ConvTranspose2d(4, 4, 2, 2)
+    consts = {"w": module.weight.detach().numpy(), "b": np.zeros(4, np.float32)}
+    tensors = {"weight": "w"} if op == "Conv" else {"weight": "w", "bias": "b"}
+    fitting = {"pads": [1, 1, 1, 1]} if op == "Conv" else {"strides": [2, 2]}
+    assert _mismatch(WeightNode(op, "n", tensors, fitting), module, "m", consts) is None
+    assert _mismatch(WeightNode(op, "n", tensors, {**fitting, **attrs}), module, "m", consts) == (
+        f"node 'n' ({op}) vs sdet m: {expected}")
+
+
+@pytest.mark.parametrize("op, index, within", [
+    ("BatchNormalization", 3, "/head/"),  # running mean, one channel too many: copy_ would fail with a traceback
+    ("Conv", 2, "/neck/ins_conv.3/se/conv1/"),  # an SE conv's bias of shape (1,): copy_ would broadcast it
+])
+def test_a_tensor_of_the_wrong_shape_names_its_node(exported, tmp_path, op, index, within):
+    def reshape(model):
+        name = _nodes(model, op, within)[0].input[index]
+        channels = numpy_helper.to_array(_initializer(model, name)).shape[0]
+        _replace_initializer(model, name, np.zeros(channels + 1 if op == "BatchNormalization" else 1, np.float32))
+
+    path = _edited(exported[1], tmp_path / "shape.onnx", reshape)
+    node = _nodes(onnx.load(str(path)), op, within)[0]
+    with pytest.raises(UserError, match="does not fit") as info:
+        import_onnx(path, tmp_path / "x.pt", echo=None)
+    assert f"node '{node.name}' ({op})" in str(info.value) and f"'{node.input[index]}' has shape" in str(info.value)
+
+
+@pytest.mark.parametrize("via_identity", [False, True])
+def test_a_tensor_used_by_two_nodes_is_refused(exported, tmp_path, via_identity):
+    # the second BN of one width takes the first's running mean (its own is removed, so nothing is left
+    # over); through an Identity alias the two names differ but the tensor is the same
+    first, second = (n.name for n in _nodes(onnx.load(str(exported[1])), "BatchNormalization", "/head/"))
+
+    def share(model):
+        bn1, bn2 = (next(n for n in model.graph.node if n.name == name) for name in (first, second))
+        model.graph.initializer.remove(_initializer(model, bn2.input[3]))
+        shared = bn1.input[3]
+        if via_identity:
+            nodes = [helper.make_node("Identity", [shared], ["mean_alias"], name="alias")] + list(model.graph.node)
+            del model.graph.node[:]
+            model.graph.node.extend(nodes)
+            shared = "mean_alias"
+        next(n for n in model.graph.node if n.name == second).input[3] = shared
+
+    path = _edited(exported[1], tmp_path / "shared.onnx", share)
+    with pytest.raises(UserError, match="is also used by") as info:
+        import_onnx(path, tmp_path / "x.pt", echo=None)
+    assert f"node '{second}'" in str(info.value) and f"'{first}'" in str(info.value)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_leftover_weight_tensor_is_refused(exported, tmp_path):
+    path = _edited(exported[1], tmp_path / "stray.onnx", lambda model: model.graph.initializer.append(
+        numpy_helper.from_array(np.ones(8, np.float32), "stray")))
+    with pytest.raises(UserError, match="'stray' is not used by any sdet module"):
+        import_onnx(path, tmp_path / "x.pt", echo=None)
+
+
+def test_a_malformed_tensor_is_a_user_error(exported, tmp_path, capsys):
+    name = onnx.load(str(exported[1])).graph.initializer[0].name
+
+    def bad_dims(model):
+        model.graph.initializer[0].dims[0] += 1  # more elements than its data holds
+
+    path = _edited(exported[1], tmp_path / "dims.onnx", bad_dims)
+    err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert f"tensor '{name}' is malformed" in err
+
+
+@pytest.mark.parametrize("weight_shape", [(24, 95, 3, 3), (96,)])
+def test_a_neck_width_that_rsefpn_cannot_have_names_the_head_conv(exported, tmp_path, capsys, weight_shape):
+    def reshape(model):
+        head = _nodes(model, "Conv", "/head/")[0]
+        _replace_initializer(model, head.input[1], np.zeros(weight_shape, np.float32))
+
+    path = _edited(exported[1], tmp_path / "width.onnx", reshape)
+    head = _nodes(onnx.load(str(path)), "Conv", "/head/")[0].name
+    err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert f"node '{head}' (Conv)" in err and "multiple of 4" in err
+
+
+def test_too_few_convolutions_says_what_was_found(tmp_path):
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "one_conv",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [weight])
+    path = tmp_path / "one.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(UserError, match="1 Conv and 0 ConvTranspose nodes"):
+        import_onnx(path, tmp_path / "x.pt", echo=None)
+
+
+@pytest.mark.parametrize("module", ["onnx", "onnxruntime"])
+def test_without_the_onnx_extra_a_wrong_path_is_named_first(exported, tmp_path, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    with pytest.raises(UserError, match="ONNX model not found"):
+        import_onnx(tmp_path / "missing.onnx", tmp_path / "x.pt", echo=None)
+    with pytest.raises(UserError, match=r"pip install 'sdet\[onnx\]'"):
+        import_onnx(exported[1], tmp_path / "x.pt", echo=None)
 
 
 def test_unexpected_op_is_named(exported, tmp_path, capsys):

@@ -5,10 +5,12 @@ weights as Constant tensors: Conv (its bias, if any, as a following Reshape + Ad
 BatchNormalization, ConvTranspose. The import is by graph structure, strictly: the graph's
 weight-bearing nodes, in topological order, are paired one to one with the sdet detector's
 Conv2d / BatchNorm2d / ConvTranspose2d modules in the order its forward calls them (PaddleMobileNetV3
-+ RSEFPN + DB head: both follow PaddleOCR's code order); every pair must agree in kind, shape, stride,
-groups, padding and BN epsilon, every weight tensor is used exactly once, and the first node that
-does not fit is named. Widths come from the tensors (first conv, head input); the variant of
-MobileNetV3 (large/small, scale, SE) is the one whose module sequence matches the graph.
++ RSEFPN + DB head: both follow PaddleOCR's code order); every pair must agree in kind, every tensor's
+shape, stride, dilation, groups, padding and BN epsilon, every weight tensor (Identity aliases
+resolved) is used exactly once, and the node that does not fit is named. The neck width comes from
+the tensors (the head's input); the backbone is one of the fixed VARIANTS below (MobileNetV3
+large/small, scale, SE), tried in order, the first whose module sequence matches the graph. A graph
+none fits is refused with the reason of the variant that matched the most nodes.
 
 The export's output is the probability map only: DB's threshold branch is absent and stays at its
 random initialisation (it is only used in training, where a fine-tune learns it; the report says so).
@@ -31,6 +33,11 @@ KNOWN_OPS = frozenset(WEIGHT_OPS + ("Constant", "Add", "Mul", "Relu", "Clip", "D
                                     # shape arithmetic of exporters that compute resize sizes (torch.onnx)
                                     "Shape", "Slice", "Gather", "Unsqueeze", "Cast"))
 MODULE_KIND = {nn.Conv2d: "Conv", nn.BatchNorm2d: "BatchNormalization", nn.ConvTranspose2d: "ConvTranspose"}
+# a graph node's tensor role -> the sdet module parameter (or buffer) it fills
+PARAM_OF_ROLE = {"weight": "weight", "bias": "bias", "scale": "weight", "B": "bias", "mean": "running_mean",
+                 "var": "running_var"}
+BN_ROLES = ("scale", "B", "mean", "var")
+INSTALL_HINT = "ONNX import needs the onnx and onnxruntime packages: pip install 'sdet[onnx]'"
 # (model_name, scale, use_se) tried in this order; PP-OCRv3 mobile det is the first
 VARIANTS = [("large", 0.5, False), ("large", 0.5, True), ("large", 0.35, False), ("large", 1.0, False),
             ("large", 1.0, True), ("small", 0.5, False), ("small", 1.0, True)]
@@ -60,30 +67,46 @@ class OnnxImportReport:
                 f"left at random initialisation (absent from the inference graph): {', '.join(self.left_random)}")
 
 
-def _load(path: Path):
-    import onnx
+def _one_line(exc: Exception) -> str:
+    """An exception as one line, in full: onnx's and onnxruntime's useful part is often at the end."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no details'}"
 
+
+def _load(path: Path):
+    """The parsed graph; the path is checked first so a wrong path says so even without the onnx extra."""
     if not path.is_file():
         raise UserError("ONNX model not found", path)
     try:
+        import onnx
+        import onnxruntime  # noqa: F401  (the check against onnxruntime needs it; fail before any work)
+    except ImportError:
+        raise UserError(INSTALL_HINT, path) from None
+    try:
         return onnx.load(str(path))
     except Exception as exc:  # truncated or not protobuf
-        raise UserError(f"not a readable ONNX model ({type(exc).__name__}: {str(exc).strip()[:120] or 'no details'})",
-                        path) from None
+        raise UserError(f"not a readable ONNX model ({_one_line(exc)})", path) from None
 
 
-def _constants(model) -> Dict[str, np.ndarray]:
+def _constants(model, path: Path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    """Constant tensors by name, and each Identity output's original tensor name: torch.onnx without
+    constant folding passes initializers through Identity nodes, and use is counted on the original."""
     from onnx import numpy_helper
 
-    out = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    tensors = [(init.name, init) for init in model.graph.initializer]
+    tensors += [(node.output[0], node.attribute[0].t) for node in model.graph.node
+                if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value"]
+    out: Dict[str, np.ndarray] = {}
+    for name, tensor in tensors:
+        try:
+            out[name] = numpy_helper.to_array(tensor)
+        except Exception as exc:  # dims that do not match the data, an unknown data type
+            raise UserError(f"tensor '{name}' is malformed ({_one_line(exc)})", path) from None
+    aliases: Dict[str, str] = {}
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    # torch.onnx without constant folding passes initializers through Identity nodes: same tensor, one use
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input[0] in out:
-            out[node.output[0]] = out[node.input[0]]
-    return out
+        source = node.input[0] if node.op_type == "Identity" and node.input else None
+        if source in out or source in aliases:
+            aliases[node.output[0]] = aliases.get(source, source)
+    return out, aliases
 
 
 def _attrs(node) -> Dict[str, object]:
@@ -92,9 +115,10 @@ def _attrs(node) -> Dict[str, object]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndarray]]:
-    """The graph's Conv/BN/ConvTranspose nodes in order, each with its weight, bias and BN tensors."""
-    consts = _constants(model)
+def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndarray], Dict[str, str]]:
+    """The graph's Conv/BN/ConvTranspose nodes in order, each with its weight, bias and BN tensors
+    (by original name, Identity aliases resolved); the constants; the aliases."""
+    consts, aliases = _constants(model, path)
     nodes = list(model.graph.node)
     for node in nodes:
         if node.op_type not in KNOWN_OPS:
@@ -104,14 +128,18 @@ def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndar
     for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    reshaped = {n.output[0]: n.input[0] for n in nodes if n.op_type == "Reshape" and n.input[0] in consts}
+    reshaped = {n.output[0]: aliases.get(n.input[0], n.input[0]) for n in nodes
+                if n.op_type == "Reshape" and aliases.get(n.input[0], n.input[0]) in consts}
     found: List[WeightNode] = []
     for node in nodes:
         if node.op_type not in WEIGHT_OPS:
             continue
         inputs = list(node.input)
+        needed = 1 + len(BN_ROLES) if node.op_type == "BatchNormalization" else 2
+        if len(inputs) < needed:
+            raise UserError(f"node '{node.name}' ({node.op_type}): {len(inputs)} inputs, expected {needed}", path)
         if node.op_type == "BatchNormalization":
-            tensors = dict(zip(("scale", "B", "mean", "var"), inputs[1:5]))
+            tensors = dict(zip(BN_ROLES, inputs[1:]))
         else:
             tensors = {"weight": inputs[1]}
             if len(inputs) > 2 and inputs[2]:
@@ -121,12 +149,13 @@ def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndar
                     other = [i for i in add.input if i != node.output[0]]
                     if add.op_type == "Add" and len(other) == 1 and other[0] in reshaped:
                         tensors["bias"] = reshaped[other[0]]
+        tensors = {role: aliases.get(name, name) for role, name in tensors.items()}
         missing = [t for t in tensors.values() if t not in consts]
         if missing:
             raise UserError(f"node '{node.name}' ({node.op_type}): its weights are computed, not constant "
                             f"({missing[0]})", path)
         found.append(WeightNode(node.op_type, node.name, tensors, _attrs(node)))
-    return found, consts
+    return found, consts, aliases
 
 
 def _kind(module: nn.Module) -> Optional[str]:
@@ -157,69 +186,81 @@ def _config(model_name: str, scale: float, use_se: bool, inner: int):
     ])
 
 
+def _shape(shape) -> str:
+    return "x".join(map(str, shape)) or "scalar"
+
+
+def _attr_text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _mismatch(node: WeightNode, module: nn.Module, name: str, consts: Dict[str, np.ndarray]) -> Optional[str]:
     """Why graph node and sdet module do not fit, or None."""
     where = f"node '{node.name}' ({node.op}) vs sdet {name}"
     if _kind(module) != node.op:
         return f"{where}: a {type(module).__name__} was expected here"
+    if node.op != "BatchNormalization" and ("bias" in node.tensors) != (module.bias is not None):
+        return f"{where}: bias {'present' if 'bias' in node.tensors else 'absent'} in the graph, not in sdet"
+    for role, const in node.tensors.items():  # copy_ would broadcast a (1,) tensor or fail with a traceback
+        got, expected = consts[const].shape, tuple(getattr(module, PARAM_OF_ROLE[role]).shape)
+        if got != expected:
+            return f"{where}: {role} '{const}' has shape {_shape(got)}, expected {_shape(expected)}"
     if node.op == "BatchNormalization":
-        shape = consts[node.tensors["scale"]].shape
-        if shape != (module.num_features,):
-            return f"{where}: expected {module.num_features} channels, got {shape}"
         eps = float(node.attrs.get("epsilon", 1e-5))
         return None if abs(eps - module.eps) < 1e-7 else f"{where}: epsilon {eps:g} != {module.eps:g}"
-    weight = consts[node.tensors["weight"]].shape
-    if weight != tuple(module.weight.shape):
-        return f"{where}: expected weight {'x'.join(map(str, module.weight.shape))}, got {'x'.join(map(str, weight))}"
-    if ("bias" in node.tensors) != (module.bias is not None):
-        return f"{where}: bias {'present' if 'bias' in node.tensors else 'absent'} in the graph, not in sdet"
     strides = tuple(node.attrs.get("strides", (1, 1)))
     group = int(node.attrs.get("group", 1))
     if strides != tuple(module.stride) or group != module.groups:
         return f"{where}: strides/group {strides}/{group} != {tuple(module.stride)}/{module.groups}"
-    pads = tuple(node.attrs.get("pads", (0, 0, 0, 0)))
-    if node.op == "Conv" and pads[:2] != tuple(module.padding):
-        return f"{where}: padding {pads} != {tuple(module.padding)}"
+    dilations = tuple(node.attrs.get("dilations", (1, 1)))
+    if dilations != tuple(module.dilation):
+        return f"{where}: dilations {dilations} != {tuple(module.dilation)}"
+    auto_pad = _attr_text(node.attrs.get("auto_pad", "NOTSET"))
+    if auto_pad != "NOTSET":
+        return f"{where}: auto_pad {auto_pad} (only explicit pads are read)"
+    pads, expected_pads = tuple(node.attrs.get("pads", (0, 0, 0, 0))), tuple(module.padding) * 2  # begins, ends
+    if pads != expected_pads:
+        return f"{where}: pads {pads} != {expected_pads}"
+    if node.op == "ConvTranspose":
+        output_padding = tuple(node.attrs.get("output_padding", (0, 0)))
+        if output_padding != tuple(module.output_padding):
+            return f"{where}: output_padding {output_padding} != {tuple(module.output_padding)}"
     return None
 
 
-def _first_mismatch(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts) -> Optional[str]:
-    if len(nodes) != len(order):
-        reason = None
-        for node, (name, module) in zip(nodes, order):
-            reason = _mismatch(node, module, name, consts)
-            if reason:
-                break
-        return reason or f"the graph has {len(nodes)} weight nodes, the sdet detector {len(order)}"
-    for node, (name, module) in zip(nodes, order):
+def _first_mismatch(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts) -> Tuple[int, Optional[str]]:
+    """How many leading nodes fit, and why the next does not (None: all fit); the count picks the
+    variant whose reason is reported, so the node named is one the closest variant could not pair."""
+    for matched, (node, (name, module)) in enumerate(zip(nodes, order)):
         reason = _mismatch(node, module, name, consts)
         if reason:
-            return reason
-    return None
+            return matched, reason
+    if len(nodes) != len(order):
+        return min(len(nodes), len(order)), f"the graph has {len(nodes)} weight nodes, the sdet detector {len(order)}"
+    return len(nodes), None
 
 
 def _fill(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts: Dict[str, np.ndarray], path: Path) -> int:
     used: Dict[str, str] = {}
-    roles = {"weight": "weight", "bias": "bias", "scale": "weight", "B": "bias", "mean": "running_mean",
-             "var": "running_var"}
     with torch.no_grad():
         for node, (_name, module) in zip(nodes, order):
             for role, const in node.tensors.items():
                 if const in used:
                     raise UserError(f"node '{node.name}': tensor '{const}' is also used by '{used[const]}'", path)
                 used[const] = node.name
-                getattr(module, roles[role]).copy_(torch.from_numpy(np.array(consts[const], dtype=np.float32)))
+                getattr(module, PARAM_OF_ROLE[role]).copy_(torch.from_numpy(np.array(consts[const], dtype=np.float32)))
     return len(used)
 
 
-def _unused_weights(model, consts: Dict[str, np.ndarray], used: int, nodes: List[WeightNode]) -> List[str]:
+def _unused_weights(model, consts: Dict[str, np.ndarray], aliases: Dict[str, str],
+                    nodes: List[WeightNode]) -> List[str]:
     """Float tensors of rank >= 1 left over that are not pre/post-processing parameters (Resize scales,
     Reshape shapes, Clip bounds, scalars): a weight the mapping did not consume."""
     taken = {c for n in nodes for c in n.tensors.values()}
-    shape_like = {n.input[i] for n in model.graph.node if n.op_type in ("Resize", "Reshape", "Clip")
-                  for i in range(1, len(n.input))}
-    taken |= {n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.output[0] in taken}
-    return [k for k, v in consts.items() if k not in taken and k not in shape_like and v.dtype.kind == "f" and v.size > 1]
+    shape_like = {aliases.get(n.input[i], n.input[i]) for n in model.graph.node
+                  if n.op_type in ("Resize", "Reshape", "Clip") for i in range(1, len(n.input))}
+    return [k for k, v in consts.items()
+            if k not in taken and k not in shape_like and v.dtype.kind == "f" and v.size > 1]
 
 
 # A correct import differs from onnxruntime by float32 rounding only (~1e-5 after ~90 layers, measured
@@ -247,8 +288,7 @@ def _verify_against_onnxruntime(model, detector: nn.Module, path: Path) -> float
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         expected = session.run(None, {graph_input.name: x})[0]
     except Exception as exc:
-        raise UserError(f"onnxruntime cannot run the graph ({type(exc).__name__}: {str(exc).strip()[:120]})",
-                        path) from None
+        raise UserError(f"onnxruntime cannot run the graph ({_one_line(exc)})", path) from None
     with torch.no_grad():
         got = InferenceModel(detector.eval())(torch.from_numpy(x)).numpy()
     if got.shape != expected.shape:
@@ -260,35 +300,46 @@ def _verify_against_onnxruntime(model, detector: nn.Module, path: Path) -> float
     return diff
 
 
+def _neck_width(head_conv: WeightNode, consts: Dict[str, np.ndarray], path: Path) -> int:
+    """RSEFPN's output width, the DB head's input channels: RSEFPN concatenates 4 levels of width/4."""
+    shape = consts[head_conv.tensors["weight"]].shape
+    if len(shape) != 4 or shape[1] < 4 or shape[1] % 4:
+        raise UserError(f"node '{head_conv.name}' (Conv), the DB head's first convolution: weight of shape "
+                        f"{_shape(shape)}, expected 4 dims with input channels a positive multiple of 4 "
+                        "(RSEFPN's 4 levels)", path)
+    return int(shape[1])
+
+
 def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
     from sdet.checkpoint import atomic_save, inference_state
     from sdet.models.detector import build_detector
 
     path, out = Path(model_path), Path(out_path)
     model = _load(path)
-    nodes, consts = weight_nodes(model, path)
+    nodes, consts, aliases = weight_nodes(model, path)
     convs = [n for n in nodes if n.op == "Conv"]
-    if len(convs) < 10 or not any(n.op == "ConvTranspose" for n in nodes):
-        raise UserError(f"{len(nodes)} weight nodes, no transposed convolution: not a DB text detector", path)
+    transposed = [n for n in nodes if n.op == "ConvTranspose"]
+    if len(convs) < 10 or not transposed:
+        raise UserError(f"{len(convs)} Conv and {len(transposed)} ConvTranspose nodes (a DB text detector has "
+                        "10 or more and at least 1): not a DB text detector", path)
     if "bias" in convs[0].tensors and nodes[1].op != "BatchNormalization":  # PP-OCR's stem is conv + BN
         raise UserError("the first convolution has a bias and no BatchNormalization: the export folded BN into "
                         "the convolutions (constant folding, as `sdet export` does); import the unfolded graph", path)
-    head_conv = convs[-1]
-    inner = int(consts[head_conv.tensors["weight"]].shape[1])
-    first_reason = None
+    inner = _neck_width(convs[-1], consts, path)
+    best: Tuple[int, Optional[str]] = (-1, None)
     for model_name, scale, use_se in VARIANTS:
         cfg = _config(model_name, scale, use_se, inner)
         detector = build_detector(cfg.model)
         order = _modules_in_call_order(detector)
-        reason = _first_mismatch(nodes, order, consts)
+        matched, reason = _first_mismatch(nodes, order, consts)
         if reason is None:
             break
-        first_reason = first_reason or reason
+        best = max(best, (matched, reason), key=lambda pair: pair[0])  # ties: the variant tried first
     else:
         raise UserError(f"the graph does not fit a PP-OCR DB detector (MobileNetV3 + RSEFPN + DB head): "
-                        f"{first_reason}", path)
+                        f"{best[1]}", path)
     n = _fill(nodes, order, consts, path)
-    leftover = _unused_weights(model, consts, n, nodes)
+    leftover = _unused_weights(model, consts, aliases, nodes)
     if leftover:
         raise UserError(f"weight tensor '{leftover[0]}' is not used by any sdet module ({len(leftover)} unused)", path)
     max_diff = _verify_against_onnxruntime(model, detector, path)
