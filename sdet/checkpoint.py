@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple, Union
 
 import torch
 
-from sdet.config import Config, config_from_dict, config_to_dict
+from sdet.config import Config, config_from_dict, config_to_dict, first_difference, flatten_dotted
 from sdet.errors import UserError
 
 FORMAT = "sdet-checkpoint"
@@ -98,15 +98,6 @@ def _load_failure(exc: Exception) -> str:
 RESUME_KEYS = ("model", "method.name", "method.options", "train.optimizer")
 
 
-def _flatten(d: Any, prefix: str = "") -> Dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: Dict[str, Any] = {}
-    for key, value in d.items():
-        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _pick(config: Dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         config = config.get(part, {}) if isinstance(config, dict) else {}
@@ -119,13 +110,13 @@ def check_resumable(ckpt: Dict[str, Any], cfg: Config, path: Union[str, Path]) -
         raise UserError("resume needs a training checkpoint (last.pt), this is an inference checkpoint", path)
     current = config_to_dict(cfg)
     for key in RESUME_KEYS:
-        saved = _flatten(_pick(ckpt["config"], key), key)
-        now = _flatten(_pick(current, key), key)
-        for name in sorted(set(saved) | set(now)):
-            if saved.get(name) != now.get(name):
-                raise UserError(
-                    f"cannot resume: last.pt was trained with {name}={saved.get(name)!r}, the config says "
-                    f"{now.get(name)!r} (resume with the run's config.yaml, or train into another train.out_dir)", path)
+        saved = flatten_dotted(_pick(ckpt["config"], key), key)
+        now = flatten_dotted(_pick(current, key), key)
+        name = first_difference(saved, now)
+        if name is not None:
+            raise UserError(
+                f"cannot resume: last.pt was trained with {name}={saved.get(name)!r}, the config says "
+                f"{now.get(name)!r} (resume with the run's config.yaml, or train into another train.out_dir)", path)
 
 
 def checkpoint_config(ckpt: Dict[str, Any]) -> Config:
@@ -139,10 +130,9 @@ def pixel_mismatches(ckpt: Dict[str, Any], cfg: Config) -> List[str]:
     """`data.input.<key>=<the checkpoint's value>` for each way the config feeds pixels unlike the
     checkpoint's own training (an imported PaddleOCR model wants BGR): a fine-tune from it that way
     starts off worse than the model is."""
-    saved = ckpt.get("config", {}).get("data", {}).get("input", {})
-    now = config_to_dict(cfg)["data"]["input"]
+    saved = _pick(ckpt.get("config", {}), "data.input")
     return [f"data.input.{key}={json.dumps(_plain(saved[key]))}" for key in PIXEL_KEYS
-            if key in saved and _plain(saved[key]) != _plain(now[key])]
+            if key in saved and _plain(saved[key]) != _plain(getattr(cfg.data.input, key))]
 
 
 def _plain(value: Any) -> Any:

@@ -289,6 +289,21 @@ def build_dataclass(cls: Any, values: Dict[str, Any], source: str = "<config>", 
     return obj
 
 
+def flatten_dotted(tree: Any, prefix: str = "") -> Dict[str, Any]:
+    """A nested mapping as dotted key -> leaf value (the inverse of what overrides build)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: Dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten_dotted(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def first_difference(saved: Dict[str, Any], now: Dict[str, Any]) -> Optional[str]:
+    """The first dotted key (sorted) whose value differs between two flat mappings, if any."""
+    return next((key for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)), None)
+
+
 def _set_dotted(tree: Dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = tree

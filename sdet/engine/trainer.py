@@ -125,7 +125,8 @@ class Trainer:
         if cfg.train.init_from:
             init = load_checkpoint(cfg.train.init_from)
             load_weights_into(self.detector, init, cfg.train.init_from, cfg.train.init_parts)
-            for setting in pixel_mismatches(init, cfg):
+            mismatches = pixel_mismatches(init, cfg) if self.dist.is_main else []  # one process says it
+            for setting in mismatches:
                 self._say(f"warning: {cfg.train.init_from} was trained with {setting}; this run feeds its "
                           "pixels otherwise (set it to fine-tune as the model was trained)")
         self.detector.to(self.device)

@@ -14,9 +14,9 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from sdet.config import load_config
+from sdet.config import first_difference, flatten_dotted, load_config, parse_overrides
 from sdet.errors import UserError
 from sdet.experiments.stats import summarize
 
@@ -74,19 +74,18 @@ ENVIRONMENT_KEYS = frozenset({
 })
 
 
-def _defining(overrides: Sequence[str]) -> Dict[str, str]:
-    """key -> value of the overrides that decide what a run trains (a later repeat wins)."""
-    pairs = (o.partition("=") for o in overrides)
-    return {key.strip(): value.strip() for key, _, value in pairs if key.strip() not in ENVIRONMENT_KEYS}
+def _defining(overrides: Sequence[str]) -> Dict[str, Any]:
+    """Dotted key -> parsed value of the overrides that decide what a run trains (a later repeat wins)."""
+    return {k: v for k, v in flatten_dotted(parse_overrides(overrides)).items() if k not in ENVIRONMENT_KEYS}
 
 
 def check_same_run(result: dict, overrides: Sequence[str], path: Path) -> None:
     """A result.json answers for this run only if it was trained with the same defining overrides."""
     saved, asked = _defining(result.get("overrides", [])), _defining(overrides)
-    for key in sorted(set(saved) | set(asked)):
-        if saved.get(key) != asked.get(key):
-            raise UserError(f"this finished run was trained with {key}={saved.get(key)}, the comparison asks for "
-                            f"{key}={asked.get(key)}: compare into another --out, or delete this run", path)
+    key = first_difference(saved, asked)
+    if key is not None:
+        raise UserError(f"this finished run was trained with {key}={saved.get(key)}, the comparison asks for "
+                        f"{key}={asked.get(key)}: compare into another --out, or delete this run", path)
 
 
 def seed_of(result: dict) -> int:
