@@ -9,8 +9,9 @@ Every run starts from PaddleOCR's PP-OCRv3 mobile detector (imported with `sdet 
 the auxiliary heads start fresh), trains the CPU recipe of the dataset's
 `ppocrv3_db_finetune.yaml` (1000 steps, batch 8, 640 crops, Adam 1e-3 with warm-up and cosine
 decay to zero; 40-45 minutes on 2 cores of an AVX-512 EPYC, 70-85 on an AVX2-only one) and is
-scored once, with its final weights, on the evaluation split: ICDAR2015's 500 test images, or the MSRA-TD500 training images held out from
-training (every 5th, `train/holdout-5`). No checkpoint is chosen by its test score.
+scored once, with its final weights, on the evaluation split: ICDAR2015's 500 test images, or
+the MSRA-TD500 training images held out from training (every 5th, `train/holdout-5`). No
+checkpoint is chosen by its test score.
 Resumable: run it again and finished runs are skipped, an interrupted one continues. The runs
 finished so far are kept in benchmarks/results/sdet_ppocrv3_<dataset>/; `--reuse` that folder to
 continue the study on another machine without training them again.
