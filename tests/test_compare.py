@@ -97,6 +97,10 @@ def test_grid_runs_every_seed_and_resumes(synth_root, tmp_path):
     end = summary["sdet"]["runs"][0]["train_end"]
     assert {"loss", "aux_text", "entropy_transfer", "aux_text_iou"} <= set(end) and 0.0 <= end["aux_text_iou"] <= 1.0
     assert "aux_text_iou" not in summary["base"]["runs"][0]["train_end"] and "loss" in summary["base"]["runs"][0]["train_end"]
+    # the training time comes from the log's step times, so a resumed run counts all its segments
+    from sdet.experiments.compare import logged_train_seconds
+    logged = logged_train_seconds(out / "base" / "seed0" / "log.jsonl")
+    assert logged is not None and summary["base"]["runs"][0]["train_seconds"] == round(logged, 1)
 
 
 def test_a_finished_run_is_reused_only_under_the_overrides_it_was_trained_with(synth_root, tmp_path):
@@ -140,3 +144,15 @@ def test_training_end_averages_the_last_tenth_of_the_logged_steps(tmp_path):
     assert training_end(log) == {"loss": 100.0}  # steps > 90: only the last record
     assert training_end(log, fraction=0.25) == {"loss": pytest.approx((80 + 90 + 100) / 3)}
     assert training_end(tmp_path / "missing.jsonl") == {}
+
+
+def test_logged_train_seconds_sums_every_window_of_a_resumed_log(tmp_path):
+    from sdet.experiments.compare import logged_train_seconds
+
+    log = tmp_path / "log.jsonl"
+    # steps 1-20 at 2 s, an evaluation, then a resumed segment whose first window is 5 steps at 3 s
+    lines = [{"event": "train", "step": s, "sec_per_step": 2.0} for s in (10, 20)]
+    lines += [{"event": "eval", "step": 20, "hmean": 0.5}, {"event": "train", "step": 25, "sec_per_step": 3.0}]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert logged_train_seconds(log) == pytest.approx(20 * 2.0 + 5 * 3.0)
+    assert logged_train_seconds(tmp_path / "missing.jsonl") is None

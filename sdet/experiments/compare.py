@@ -98,13 +98,27 @@ def seed_of(result: dict) -> int:
 NOT_TERMS = ("event", "step", "lr", "data_wait_share", "sec_per_step")
 
 
+def _train_records(log_path: Path) -> List[dict]:
+    if not log_path.exists():
+        return []
+    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in records if r.get("event") == "train"]
+
+
+def logged_train_seconds(log_path: Path) -> Optional[float]:
+    """The training steps' time summed over the log's windows (sec_per_step x the steps since the record
+    before): a resumed run counts every segment kept in its log, not only the last process's wall time."""
+    records = [r for r in _train_records(log_path) if "sec_per_step" in r]
+    if not records:
+        return None
+    steps = [0] + [r["step"] for r in records]
+    return sum(r["sec_per_step"] * (step - before) for r, before, step in zip(records, steps, steps[1:]))
+
+
 def training_end(log_path: Path, fraction: float = 0.1) -> Dict[str, float]:
     """Mean of each logged loss term and diagnostic (e.g. SDET's aux_text_iou) over the last `fraction`
     of the training steps: what the run's losses had converged to, beside its score."""
-    if not log_path.exists():
-        return {}
-    records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    records = [r for r in records if r.get("event") == "train"]
+    records = _train_records(log_path)
     if not records:
         return {}
     last_step = records[-1]["step"]
@@ -133,7 +147,9 @@ def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, prog
     cfg = load_config(config, list(overrides) + [f"train.out_dir={run_dir}", "train.resume=true"])
     start = time.time()
     Trainer(cfg, progress=progress).run()
-    train_s = time.time() - start
+    wall_s = time.time() - start
+    logged_s = logged_train_seconds(run_dir / "log.jsonl")
+    train_s = wall_s if logged_s is None else logged_s
     # the final weights: best.pt is chosen on the val split when train.eval_every > 0, and scoring it
     # on that same split would favour the variants by selection
     detector, cfg, _ = load_detector(run_dir / "last.pt")
