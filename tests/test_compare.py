@@ -132,6 +132,8 @@ def test_runs_are_scored_with_their_final_weights_not_the_best_on_the_scored_spl
     # a single seed has no interval: summary.json holds null there, not NaN (strict JSON)
     text = (tmp_path / "cmp" / "summary.json").read_text()
     assert "NaN" not in text and json.loads(text)["variants"]["base"]["hmean"]["half_width"] is None
+    # a single variant has nothing to pair with: no empty paired-differences section in the table
+    assert "variant - " not in (tmp_path / "cmp" / "table.md").read_text()
 
 
 def test_training_end_averages_the_last_tenth_of_the_logged_steps(tmp_path):

@@ -183,7 +183,9 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
     differences = paired_differences(runs, reference)
     _write_json(out / "summary.json", {"config": config, "common": list(common), "seeds": list(seeds), "variants": summary,
                                        "reference": reference, "paired_differences": differences})
-    table = format_table(runs, seeds) + "\n\n" + format_differences(differences, reference)
+    table = format_table(runs, seeds)
+    if differences:  # a single variant has nothing to pair with
+        table += "\n\n" + format_differences(differences, reference)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
     if echo:
         echo(table)
