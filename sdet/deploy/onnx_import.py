@@ -263,8 +263,8 @@ def _unused_weights(model, consts: Dict[str, np.ndarray], aliases: Dict[str, str
             if k not in taken and k not in shape_like and v.dtype.kind == "f" and v.size > 1]
 
 
-# A correct import differs from onnxruntime by float32 rounding only (~1e-5 after ~90 layers, measured
-# 3.6e-5 on PP-OCRv3 and real photos); a mis-paired tensor moves probabilities by 1e-1 and more.
+# A correct import differs from onnxruntime by float32 rounding only (~1e-5 after ~90 layers; 4.6e-5 on
+# PP-OCRv3 and 5 real photos, docs/IMPORT.md); a mis-paired tensor moves probabilities by 1e-1 and more.
 VERIFY_TOLERANCE = 1e-3
 VERIFY_SIZE = 96  # the check input's side: a multiple of 32 that every level of the pyramid resolves
 
