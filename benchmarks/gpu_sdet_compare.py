@@ -10,13 +10,15 @@ run 10 minutes, so the run is in three steps:
    the PP-OCRv3 initialisation and downloads the wheels the GPU image lacks (pyclipper, shapely),
    all under the git-ignored .carry/. It prints the device command.
 2. there: the `device` tool, carry [".carry"], the printed command. `run` first calibrates on the
-   card (one evaluation of the initialisation at the test scale, a short baseline training), then
-   gives every (variant, seed) run the same number of steps, as many as fit --minutes (dropping
-   seeds from the end rather than going below --min-steps), trains them
-   seed after seed (`sdet compare`: final weights, no selection on the test split) and writes
-   summary.json, table.md and gpu_run.json to --out ($OUT).
+   card (one evaluation of the initialisation at the test scale, a short training of every
+   variant), then gives every (variant, seed) run the same number of steps, as many as fit
+   --minutes (dropping seeds from the end rather than going below --min-steps), trains them
+   seed after seed (`sdet compare`: final weights, no selection on the test split) and, after
+   every run, writes runs.json (each finished run's result) and gpu_run.json to --out ($OUT), so a
+   call cut off at its limit still returns what it finished.
 3. here:  python benchmarks/gpu_sdet_compare.py append --result FILES_AT
-   appends the tables to docs/SDET.md with the card, the command, the steps and the seeds.
+   appends the tables (built from runs.json) to docs/SDET.md with the card, the command, the steps
+   and the seeds.
 
 `run --device cpu` rehearses step 2 on this machine with tiny budgets (tests/test_gpu_compare.py).
 Numbers from re-encoded images are stated as such (the WebP quality is recorded).
@@ -29,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -37,6 +39,8 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import REPO, SDET_VARIANTS  # noqa: E402  (common puts the repository on sys.path)
+
+from sdet.experiments.compare import Variant  # noqa: E402
 
 CARRY = REPO / ".carry"
 QUALITIES = (95, 90, 85, 80, 75, 70, 60, 50, 40)
@@ -162,8 +166,9 @@ def _download_wheels(folder: Path) -> None:
 class Calibration:
     init_hmean: Optional[float]  # the initialisation's F at the test scale (step 0); None without an init
     eval_seconds: float  # one evaluation of the test split, loading included
-    sec_per_step: float  # steady-state training step, from the last logging window
-    run_overhead_seconds: float  # a short run's wall time beyond its steps (build, loaders, saves)
+    sec_per_step: float  # steady-state training step, the mean over the variants (each trains as many steps)
+    run_overhead_seconds: float  # a short run's wall time beyond its steps (build, loaders, saves), mean
+    sec_per_step_by_variant: Dict[str, float] = field(default_factory=dict)  # SDET's heads cost extra
 
 
 def plan_steps(budget_s: float, runs: int, cal: Calibration, max_steps: int, multiple: int = 50) -> int:
@@ -186,8 +191,10 @@ def plan_runs(budget_s: float, variants: int, seeds: int, cal: Calibration, min_
                      "--variant, fewer --min-steps or more --minutes")
 
 
-def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Path, steps: int) -> Calibration:
-    """Measure on this machine what plan_steps needs: an evaluation and a short baseline training."""
+def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Path, steps: int,
+              variants: Sequence[Variant]) -> Calibration:
+    """Measure on this machine what plan_steps needs: an evaluation, and a short training of every
+    variant (an SDET step costs more than a baseline one, and every variant trains the same steps)."""
     import torch
 
     from sdet.checkpoint import load_checkpoint, load_weights_into
@@ -206,21 +213,24 @@ def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Pa
     metric = evaluate(detector, load_split(cfg.data, cfg.data.val_split), cfg)
     eval_seconds = time.monotonic() - start
     del detector
-    out_dir = work / "calibration"
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    log_every = max(steps // 4, 1)
-    cfg = load_config(config, [*common, "method.name=baseline", f"train.out_dir={out_dir}", f"train.max_steps={steps}",
-                               f"train.save_every={steps}", f"train.log_every={log_every}"])
-    start = time.monotonic()
-    Trainer(cfg, progress=False).run()
-    wall = time.monotonic() - start
-    events = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    sec_per_step = [e for e in events if e.get("event") == "train"][-1]["sec_per_step"]
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return Calibration(metric.hmean if init is not None else None, round(eval_seconds, 2), sec_per_step,
-                       round(max(wall - steps * sec_per_step, 0.0), 2))
+    step_seconds, overheads = {}, []
+    for variant in variants:
+        out_dir = work / "calibration" / variant.name
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        cfg = load_config(config, [*common, *variant.overrides, f"train.out_dir={out_dir}", f"train.max_steps={steps}",
+                                   f"train.save_every={steps}", f"train.log_every={max(steps // 4, 1)}"])
+        start = time.monotonic()
+        Trainer(cfg, progress=False).run()
+        wall = time.monotonic() - start
+        events = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+        step_seconds[variant.name] = [e for e in events if e.get("event") == "train"][-1]["sec_per_step"]
+        overheads.append(max(wall - steps * step_seconds[variant.name], 0.0))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return Calibration(metric.hmean if init is not None else None, round(eval_seconds, 2),
+                       sum(step_seconds.values()) / len(step_seconds), round(sum(overheads) / len(overheads), 2),
+                       step_seconds)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -249,7 +259,7 @@ def run(args: argparse.Namespace) -> None:
     variants = [parse_variant(v) for v in (args.variant or SDET_VARIANTS)]
     seeds = parse_seeds(args.seeds)
     work = Path(args.work)
-    cal = calibrate(config, common, init, work, args.calib_steps)
+    cal = calibrate(config, common, init, work, args.calib_steps, variants)
     budget = args.minutes * 60 - (time.monotonic() - started)
     if args.steps:
         steps = args.steps
@@ -261,28 +271,49 @@ def run(args: argparse.Namespace) -> None:
                 f"train.warmup_steps={max(steps // 20, 1)}", f"train.log_every={max(steps // 10, 1)}"]
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({args.threads} threads)"
     info = {"card": card, "torch": torch.__version__, "dataset": args.dataset, "config": layout.config,
-            "common": [*common, *schedule], "seeds": [], "steps": steps, "calibration": asdict(cal)}
+            "common": [*common, *schedule], "variants": [v.name for v in variants], "seeds": [], "steps": steps,
+            "calibration": asdict(cal)}
     manifest = carry / f"{args.dataset}.json"
     if manifest.is_file():
         info["data"] = json.loads(manifest.read_text())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    done: Dict[Tuple[str, int], dict] = {}
+
+    def keep(name: str, result: dict) -> None:  # after every run: a call cut off at its limit still returns these
+        done[(name, result["seed"])] = {"variant": name, **result}
+        info["wall_min"] = round((time.monotonic() - started) / 60, 2)
+        publish(out, info, list(done.values()))
+
     for seed in seeds:  # seed after seed, so an overrun leaves whole pairs
         if info["seeds"] and time.monotonic() - started > args.minutes * 60:
             print(f"--minutes {args.minutes} reached after seeds {info['seeds']}")
             break
-        run_comparison(config, [*common, *schedule], variants, [*info["seeds"], seed], work / "compare", echo=print)
+        run_comparison(config, [*common, *schedule], variants, [*info["seeds"], seed], work / "compare", echo=print,
+                       on_result=keep)
         info["seeds"].append(seed)
-        info["wall_min"] = round((time.monotonic() - started) / 60, 2)
-        publish(work / "compare", out, info)  # after every seed: a call cut off at its limit still returns these
+        publish(out, info, list(done.values()))
     print(json.dumps(info))
 
 
-def publish(compare: Path, out: Path, info: dict) -> None:
-    """summary.json, table.md and gpu_run.json into ``out`` ($OUT returns few, shallow files: the run folders stay)."""
-    for name in ("summary.json", "table.md"):
-        shutil.copy2(compare / name, out / name)
+def publish(out: Path, info: dict, runs: Sequence[dict]) -> None:
+    """gpu_run.json and runs.json into ``out`` ($OUT returns few, shallow files: the run folders stay)."""
+    (out / "runs.json").write_text(json.dumps(list(runs), indent=1))
     (out / "gpu_run.json").write_text(json.dumps(info, indent=1))
+
+
+def result_table(result: Path, info: dict) -> str:
+    """table.md of every run that finished, a seed cut off mid-way included (its runs pair by seed)."""
+    from sdet.experiments.compare import format_comparison
+
+    runs: Dict[str, list] = {name: [] for name in info["variants"]}
+    for run_result in json.loads((result / "runs.json").read_text()):
+        runs[run_result["variant"]].append(run_result)
+    runs = {name: results for name, results in runs.items() if results}
+    if not runs:
+        raise SystemExit(f"error: {result / 'runs.json'}: no run finished")
+    seeds = sorted({r["seed"] for results in runs.values() for r in results})
+    return format_comparison(runs, seeds, info["variants"][0] if info["variants"][0] in runs else next(iter(runs)))
 
 
 # --------------------------------------------------------------------------- append (here)
@@ -291,7 +322,7 @@ def publish(compare: Path, out: Path, info: dict) -> None:
 def append(args: argparse.Namespace) -> None:
     result = Path(args.result)
     info = json.loads((result / "gpu_run.json").read_text())
-    table = (result / "table.md").read_text().strip()
+    table = result_table(result, info)
     data, cal = info.get("data", {}), info["calibration"]
     init = "" if cal["init_hmean"] is None else f" The PP-OCRv3 initialisation scores F {cal['init_hmean']:.4f} at this test scale (step 0)."
     section = [
@@ -299,8 +330,9 @@ def append(args: argparse.Namespace) -> None:
         f"`benchmarks/gpu_sdet_compare.py run --dataset {info['dataset']}` (torch {info['torch']}, "
         f"{info['wall_min']} min in all), recipe `{info['config']}` with:", "",
         "    " + " ".join(info["common"]), "",
-        f"{info['steps']} steps per run (planned from {cal['sec_per_step']:.3f} s/step measured on the card), "
-        f"seeds {info['seeds']}, final weights evaluated on the test split.{init} Images re-encoded as WebP "
+        f"{info['steps']} steps per run (planned from {cal['sec_per_step']:.3f} s/step, the variants' mean measured on the card), "
+        f"seeds {info['seeds']} finished (a cut-off seed's runs are in the table too), final weights "
+        f"evaluated on the test split.{init} Images re-encoded as WebP "
         f"quality {data.get('webp_quality', '?')} to travel ({data.get('images', '?')} images, "
         f"{data.get('image_mib', '?')} MiB), in the annotations' raw frame.", "",
         table, "",

@@ -95,17 +95,39 @@ def test_device_step_rehearsed_on_cpu_then_appended(gpu, tmp_path, capsys):
     info = json.loads((out / "gpu_run.json").read_text())
     assert info["steps"] == 3 and info["seeds"] == [0] and info["card"].startswith("CPU")
     assert info["calibration"]["sec_per_step"] > 0 and info["calibration"]["init_hmean"] is None
+    # every variant's step was timed, and the plan used their mean
+    by_variant = info["calibration"]["sec_per_step_by_variant"]
+    assert set(by_variant) == {"baseline", "sdet-A@P3"}
+    assert info["calibration"]["sec_per_step"] == pytest.approx(sum(by_variant.values()) / 2)
     assert "data.image_size=96" in info["common"] and "train.max_steps=3" in info["common"]
     for variant in ("baseline", "sdet-A@P3"):  # each run trained its planned steps into the work folder
         log = (tmp_path / "work" / "compare" / variant / "seed0" / "log.jsonl").read_text().splitlines()
         assert max(json.loads(line).get("step", 0) for line in log) == 3
-    summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["variants"]) == {"baseline", "sdet-A@P3"}
+    runs = json.loads((out / "runs.json").read_text())
+    assert [(r["variant"], r["seed"]) for r in runs] == [("baseline", 0), ("sdet-A@P3", 0)]
     doc = write_folder(tmp_path / "docs", {"SDET.md": ["# SDET"]}) / "SDET.md"
     gpu.main(["append", "--result", str(out), "--doc", str(doc)])
     text = doc.read_text()
     assert text.startswith("# SDET\n") and "### GPU comparison: icdar2015 on CPU (1 threads)" in text
-    assert "3 steps per run" in text and (out / "table.md").read_text().strip() in text
+    # the appended table is the one compare wrote for the same runs
+    table = (tmp_path / "work" / "compare" / "table.md").read_text().strip()
+    assert "3 steps per run" in text and table in text and "| sdet-A@P3 |" in table
+
+
+def test_a_seed_cut_off_mid_way_still_reaches_the_table(gpu, tmp_path):
+    def run(variant, seed, f):
+        return {"variant": variant, "seed": seed, "precision": f, "recall": f, "hmean": f, "overrides": []}
+
+    info = {"variants": ["baseline", "sdet"]}
+    runs = [run("baseline", 0, 0.60), run("sdet", 0, 0.62), run("baseline", 1, 0.70)]  # cut off before sdet seed 1
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    table = gpu.result_table(tmp_path, info)
+    assert "| baseline | 65.0 ± " in table and "| 2 |" in table  # both baseline seeds, with an interval
+    assert "| sdet | 62.0 | 62.0 | 62.0 | 1 |" in table
+    assert "| sdet | +2.00 | +2.00 | +2.00 | 1 of 1 seeds |" in table  # paired on seed 0 only
+    (tmp_path / "runs.json").write_text("[]")
+    with pytest.raises(SystemExit, match="no run finished"):
+        gpu.result_table(tmp_path, info)
 
 
 def test_run_refuses_missing_carry(gpu, tmp_path):

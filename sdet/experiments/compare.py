@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sdet.config import first_difference, flatten_dotted, load_config, parse_overrides
 from sdet.errors import UserError
@@ -161,7 +161,12 @@ def run_one(config: Optional[str], overrides: Sequence[str], run_dir: Path, prog
 
 
 def run_comparison(config: Optional[str], common: Sequence[str], variants: Sequence[Variant], seeds: Sequence[int],
-                   out: Path, progress: bool = False, echo=print) -> Dict[str, dict]:
+                   out: Path, progress: bool = False, echo=print,
+                   on_result: Optional[Callable[[str, dict], None]] = None) -> Dict[str, dict]:
+    """Train and score every (seed, variant) run not finished yet, then write summary.json and table.md.
+
+    ``on_result(variant name, result)`` is called after each run (a finished one read back included),
+    so a caller cut off mid-grid can keep what was done."""
     if not variants:
         raise UserError("give at least one --variant", "<command line>")
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +178,8 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
             run_dir = out / variant.name / f"seed{seed}"
             result = run_one(config, [*common, *variant.overrides, f"train.seed={seed}"], run_dir, progress)
             runs.setdefault(variant.name, []).append(result)
+            if on_result:
+                on_result(variant.name, result)
             if echo:
                 echo(f"[compare] {variant.name} seed {seed}: {format_result(result)}")
     summary = {
@@ -183,9 +190,7 @@ def run_comparison(config: Optional[str], common: Sequence[str], variants: Seque
     differences = paired_differences(runs, reference)
     _write_json(out / "summary.json", {"config": config, "common": list(common), "seeds": list(seeds), "variants": summary,
                                        "reference": reference, "paired_differences": differences})
-    table = format_table(runs, seeds)
-    if differences:  # a single variant has nothing to pair with
-        table += "\n\n" + format_differences(differences, reference)
+    table = format_comparison(runs, seeds, reference, differences)
     (out / "table.md").write_text(table + "\n", encoding="utf-8")
     if echo:
         echo(table)
@@ -228,6 +233,16 @@ def _format_delta(summary: dict, scale: float = 100.0) -> str:
     if summary["n"] < 2:
         return f"{summary['mean'] * scale:+.2f}"
     return f"{summary['mean'] * scale:+.2f} ± {summary['half_width'] * scale:.2f}"
+
+
+def format_comparison(runs: Dict[str, List[dict]], seeds: Sequence[int], reference: str,
+                      differences: Optional[Dict[str, dict]] = None) -> str:
+    """table.md: the variants' means, then their paired differences from the reference (if any)."""
+    differences = paired_differences(runs, reference) if differences is None else differences
+    table = format_table(runs, seeds)
+    if differences:  # a single variant has nothing to pair with
+        table += "\n\n" + format_differences(differences, reference)
+    return table
 
 
 def format_table(runs: Dict[str, List[dict]], seeds: Sequence[int]) -> str:
