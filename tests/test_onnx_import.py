@@ -206,6 +206,33 @@ def test_a_corrupted_node_is_named_even_when_the_first_variant_fails_earlier(exp
     assert f"node '{neck}' (Conv) vs sdet neck." in err and "strides/group (2, 2)/1 != (1, 1)/1" in err
 
 
+def test_a_node_that_reads_another_layer_is_named(exported, tmp_path, capsys):
+    # kinds, order, shapes and attributes all fit; only the data flow differs: a BN reads an earlier
+    # convolution of as many channels instead of the one before it
+    picked = {}
+
+    def rewire(model):
+        from sdet.deploy.onnx_import import graph_feeds, weight_nodes
+
+        nodes, consts, _ = weight_nodes(model, exported[1])
+        feeds = graph_feeds(model, nodes)
+        channels = [consts[n.tensors["weight"]].shape[0] if n.op == "Conv" else None for n in nodes]
+        for i, node in enumerate(nodes):
+            if node.op == "BatchNormalization" and feeds[i] == {i - 1}:
+                other = next((j for j in range(i - 2, -1, -1) if channels[j] == channels[i - 1]), None)
+                if other is not None:
+                    picked.update(bn=node.name, own=nodes[i - 1].name, other=nodes[other].name)
+                    graph_node = next(n for n in model.graph.node if n.name == node.name)
+                    graph_node.input[0] = nodes[other].output
+                    return
+
+    path = _edited(exported[1], tmp_path / "rewired.onnx", rewire)
+    err = _cli_error(["import-onnx", str(path), "--out", str(tmp_path / "x.pt")], capsys)
+    assert f"node '{picked['bn']}' (BatchNormalization)" in err
+    assert f"the node reads '{picked['other']}', the module what is paired with '{picked['own']}'" in err
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_a_dilated_convolution_is_refused_naming_the_node(exported, tmp_path, capsys):
     within = "/neck/inp_conv.0/conv/"  # a 3x3 conv: dilated with pads 1 it would still run in onnxruntime
     path = _edited(exported[1], tmp_path / "dilated.onnx",

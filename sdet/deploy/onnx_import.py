@@ -3,11 +3,12 @@
 PaddleOCR's inference exports (e.g. PP-OCRv3 mobile det in rapidocr-onnxruntime 1.2.3) hold their
 weights as Constant tensors: Conv (its bias, if any, as a following Reshape + Add), unfolded
 BatchNormalization, ConvTranspose. The import is by graph structure, strictly: the graph's
-weight-bearing nodes, in topological order, are paired one to one with the sdet detector's
+weight-bearing nodes, in the graph's node order, are paired one to one with the sdet detector's
 Conv2d / BatchNorm2d / ConvTranspose2d modules in the order its forward calls them (PaddleMobileNetV3
 + RSEFPN + DB head: both follow PaddleOCR's code order); every pair must agree in kind, every tensor's
-shape, stride, dilation, groups, padding and BN epsilon, every weight tensor (Identity aliases
-resolved) is used exactly once, and the node that does not fit is named. The neck width comes from
+shape, stride, dilation, groups, padding and BN epsilon, and in data flow (which layers' outputs reach
+its input), every weight tensor (Identity aliases resolved) is used exactly once, and the node that
+does not fit is named. The neck width comes from
 the tensors (the head's input); the backbone is one of the fixed VARIANTS below (MobileNetV3
 large/small, scale, SE), tried in order, the first whose module sequence matches the graph. A graph
 none fits is refused with the reason of the variant that matched the most nodes.
@@ -51,6 +52,8 @@ class WeightNode:
     name: str
     tensors: Dict[str, str]  # role (weight, bias, scale, B, mean, var) -> constant name
     attrs: Dict[str, object] = field(default_factory=dict)
+    data_input: str = ""  # the tensor it computes on (input 0)
+    output: str = ""
 
 
 @dataclass
@@ -154,8 +157,37 @@ def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndar
         if missing:
             raise UserError(f"node '{node.name}' ({node.op_type}): its weights are computed, not constant "
                             f"({missing[0]})", path)
-        found.append(WeightNode(node.op_type, node.name, tensors, _attrs(node)))
+        found.append(WeightNode(node.op_type, node.name, tensors, _attrs(node), inputs[0], node.output[0]))
     return found, consts, aliases
+
+
+# ops whose inputs after the first are sizes, scales, shapes or bounds, not data the network computes on
+FIRST_INPUT_ONLY = frozenset(("Resize", "Reshape", "Clip"))
+
+
+def graph_feeds(model, nodes: List[WeightNode]) -> List[frozenset]:
+    """For each weight node, the weight nodes (indices into ``nodes``) whose outputs reach its data
+    input through weightless ops (activations, adds, pooling, resizes, concats): the graph's data flow
+    between the layers, which the pairing must reproduce, not only their order."""
+    index_of = {n.output: i for i, n in enumerate(nodes)}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    feeds = []
+    for node in nodes:
+        found, stack, seen = set(), [node.data_input], set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            if tensor in index_of:
+                found.add(index_of[tensor])
+                continue
+            source = producer.get(tensor)
+            if source is None or source.op_type == "Shape":  # graph input, initializer, or shape arithmetic
+                continue
+            stack.extend(source.input[:1] if source.op_type in FIRST_INPUT_ONLY else source.input)
+        feeds.append(frozenset(found))
+    return feeds
 
 
 def _kind(module: nn.Module) -> Optional[str]:
@@ -163,15 +195,37 @@ def _kind(module: nn.Module) -> Optional[str]:
     return next((op for cls, op in MODULE_KIND.items() if isinstance(module, cls)), None)
 
 
-def _modules_in_call_order(detector: nn.Module) -> List[Tuple[str, nn.Module]]:
-    order: List[Tuple[str, nn.Module]] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, _o, name=name: order.append((name, mod)))
+def _modules_in_call_order(detector: nn.Module) -> Tuple[List[Tuple[str, nn.Module]], List[frozenset]]:
+    """The weight modules in the order the forward calls them, and the data flow between them as
+    graph_feeds gives it for a graph: which modules' outputs reach each one's input (read off the
+    autograd graph of one forward pass)."""
+    calls: List[tuple] = []
+
+    def record(module, inputs, output, name):
+        calls.append((name, module, inputs[0].grad_fn, output.grad_fn))
+
+    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: record(mod, i, o, name))
              for name, m in detector.named_modules() if _kind(m)]
-    with torch.no_grad():
-        detector.eval()(torch.zeros(1, 3, 64, 64))
+    with torch.enable_grad():
+        output = detector.eval()(torch.zeros(1, 3, 64, 64))  # kept alive: its graph is walked below
     for h in hooks:
         h.remove()
-    return order
+    index_of = {out_fn: i for i, (_n, _m, _in, out_fn) in enumerate(calls)}
+    feeds = []
+    for _name, _module, in_fn, _out in calls:
+        found, stack, seen = set(), [in_fn], set()
+        while stack:
+            fn = stack.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            if fn in index_of:
+                found.add(index_of[fn])
+                continue
+            stack.extend(next_fn for next_fn, _ in fn.next_functions)
+        feeds.append(frozenset(found))
+    del output
+    return [(name, module) for name, module, _i, _o in calls], feeds
 
 
 def _config(model_name: str, scale: float, use_se: bool, inner: int):
@@ -228,11 +282,29 @@ def _mismatch(node: WeightNode, module: nn.Module, name: str, consts: Dict[str, 
     return None
 
 
-def _first_mismatch(nodes: List[WeightNode], order: List[Tuple[str, nn.Module]], consts) -> Tuple[int, Optional[str]]:
+def _flow_mismatch(index: int, nodes: List[WeightNode], name: str, graph_in: frozenset,
+                   module_in: frozenset) -> Optional[str]:
+    if graph_in == module_in:
+        return None
+    node = nodes[index]
+
+    def named(indices: frozenset) -> str:
+        return ", ".join(f"'{nodes[i].name}'" for i in sorted(indices)) or "the graph input"
+
+    return (f"node '{node.name}' ({node.op}) vs sdet {name}: the node reads {named(graph_in)}, "
+            f"the module what is paired with {named(module_in)}")
+
+
+def _first_mismatch(nodes: List[WeightNode], feeds: List[frozenset], order: List[Tuple[str, nn.Module]],
+                    module_feeds: List[frozenset], consts) -> Tuple[int, Optional[str]]:
     """How many leading nodes fit, and why the next does not (None: all fit); the count picks the
-    variant whose reason is reported, so the node named is one the closest variant could not pair."""
+    variant whose reason is reported, so the node named is one the closest variant could not pair.
+    A pair fits when kind, tensors and attributes agree and the node reads the outputs of the nodes
+    paired with the modules its module reads."""
     for matched, (node, (name, module)) in enumerate(zip(nodes, order)):
         reason = _mismatch(node, module, name, consts)
+        if reason is None and matched < len(module_feeds):
+            reason = _flow_mismatch(matched, nodes, name, feeds[matched], module_feeds[matched])
         if reason:
             return matched, reason
     if len(nodes) != len(order):
@@ -326,12 +398,13 @@ def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
         raise UserError("the first convolution has a bias and no BatchNormalization: the export folded BN into "
                         "the convolutions (constant folding, as `sdet export` does); import the unfolded graph", path)
     inner = _neck_width(convs[-1], consts, path)
+    feeds = graph_feeds(model, nodes)
     best: Tuple[int, Optional[str]] = (-1, None)
     for model_name, scale, use_se in VARIANTS:
         cfg = _config(model_name, scale, use_se, inner)
         detector = build_detector(cfg.model)
-        order = _modules_in_call_order(detector)
-        matched, reason = _first_mismatch(nodes, order, consts)
+        order, module_feeds = _modules_in_call_order(detector)
+        matched, reason = _first_mismatch(nodes, feeds, order, module_feeds, consts)
         if reason is None:
             break
         best = max(best, (matched, reason), key=lambda pair: pair[0])  # ties: the variant tried first
