@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -165,29 +165,36 @@ def weight_nodes(model, path: Path) -> Tuple[List[WeightNode], Dict[str, np.ndar
 FIRST_INPUT_ONLY = frozenset(("Resize", "Reshape", "Clip"))
 
 
+def _nearest_upstream(start, index_of: Dict, parents: Callable[[object], Sequence]) -> frozenset:
+    """The indices of the marked items (``index_of``) nearest upstream of ``start``: the walk back
+    through ``parents`` stops at each marked item, so only the layers feeding directly count."""
+    found, stack, seen = set(), [start], set()
+    while stack:
+        item = stack.pop()
+        if item is None or item in seen:
+            continue
+        seen.add(item)
+        if item in index_of:
+            found.add(index_of[item])
+        else:
+            stack.extend(parents(item))
+    return frozenset(found)
+
+
 def graph_feeds(model, nodes: List[WeightNode]) -> List[frozenset]:
     """For each weight node, the weight nodes (indices into ``nodes``) whose outputs reach its data
     input through weightless ops (activations, adds, pooling, resizes, concats): the graph's data flow
     between the layers, which the pairing must reproduce, not only their order."""
-    index_of = {n.output: i for i, n in enumerate(nodes)}
     producer = {out: node for node in model.graph.node for out in node.output}
-    feeds = []
-    for node in nodes:
-        found, stack, seen = set(), [node.data_input], set()
-        while stack:
-            tensor = stack.pop()
-            if tensor in seen:
-                continue
-            seen.add(tensor)
-            if tensor in index_of:
-                found.add(index_of[tensor])
-                continue
-            source = producer.get(tensor)
-            if source is None or source.op_type == "Shape":  # graph input, initializer, or shape arithmetic
-                continue
-            stack.extend(source.input[:1] if source.op_type in FIRST_INPUT_ONLY else source.input)
-        feeds.append(frozenset(found))
-    return feeds
+
+    def inputs(tensor: str) -> Sequence[str]:
+        source = producer.get(tensor)
+        if source is None or source.op_type == "Shape":  # graph input, initializer, or shape arithmetic
+            return ()
+        return source.input[:1] if source.op_type in FIRST_INPUT_ONLY else source.input
+
+    index_of = {n.output: i for i, n in enumerate(nodes)}
+    return [_nearest_upstream(node.data_input, index_of, inputs) for node in nodes]
 
 
 def _kind(module: nn.Module) -> Optional[str]:
@@ -211,19 +218,8 @@ def _modules_in_call_order(detector: nn.Module) -> Tuple[List[Tuple[str, nn.Modu
     for h in hooks:
         h.remove()
     index_of = {out_fn: i for i, (_n, _m, _in, out_fn) in enumerate(calls)}
-    feeds = []
-    for _name, _module, in_fn, _out in calls:
-        found, stack, seen = set(), [in_fn], set()
-        while stack:
-            fn = stack.pop()
-            if fn is None or fn in seen:
-                continue
-            seen.add(fn)
-            if fn in index_of:
-                found.add(index_of[fn])
-                continue
-            stack.extend(next_fn for next_fn, _ in fn.next_functions)
-        feeds.append(frozenset(found))
+    feeds = [_nearest_upstream(in_fn, index_of, lambda fn: [f for f, _ in fn.next_functions])
+             for _n, _m, in_fn, _o in calls]
     del output
     return [(name, module) for name, module, _i, _o in calls], feeds
 
