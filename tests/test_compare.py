@@ -107,9 +107,9 @@ def test_a_finished_run_is_reused_only_under_the_overrides_it_was_trained_with(s
     common = tiny_overrides(synth_root, tmp_path / "unused", steps=1) + ["data.val_split=test"]
     out = tmp_path / "cmp"
     first = run_comparison(None, common, [parse_variant("base:method.name=baseline")], [0], out, echo=None)
-    # where and how fast it runs (paths, threads, workers) does not make it another run
-    moved = [o for o in common if not o.startswith(("data.root", "train.threads"))]
-    moved += [f"data.root={synth_root}/.", "train.threads=2"]
+    # where and how fast it runs (paths, threads, workers, memory layout) does not make it another run
+    moved = [o for o in common if not o.startswith(("data.root", "train.threads", "train.channels_last"))]
+    moved += [f"data.root={synth_root}/.", "train.threads=2", "train.channels_last=false"]
     again = run_comparison(None, moved, [parse_variant("base:method.name=baseline")], [0], out, echo=None)
     assert again["base"]["runs"] == first["base"]["runs"]
     # what it trains does: a longer schedule under the same name is refused, naming the result.json

@@ -67,10 +67,12 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 # overrides that say where and how fast a run trained, not what it trained: a finished run
-# recorded on another machine (other paths, threads, workers) is still the same run
+# recorded on another machine (other paths, threads, workers, memory layout) is still the same run;
+# like the thread count, the layout changes the float rounding only
 ENVIRONMENT_KEYS = frozenset({
     "data.root", "data.num_workers", "train.init_from", "train.out_dir", "train.resume", "train.device",
-    "train.threads", "train.log_every", "train.save_every", "train.tensorboard",
+    "train.threads", "train.channels_last", "train.cudnn_benchmark", "train.log_every", "train.save_every",
+    "train.tensorboard",
 })
 
 
