@@ -1,6 +1,7 @@
-"""MV3-DB or MV3-EAST training throughput at 512x512, batch 8, and the share of step time spent waiting for data.
+"""MV3-DB or MV3-EAST training throughput at 512x512 (--size), batch 8, and the share of step time spent waiting for data.
 
 Usage: python benchmarks/bench_train_throughput.py [--model db,east] [--steps 30] [--workers 2] [--data NAME:ROOT]
+                                                   [--config FILE] [--size 512] [--threads 2]
                                                    [--layouts channels_last,contiguous]
 
 Runs sdet's own Trainer (data-loader workers doing decode, augmentation and labels) on
@@ -38,7 +39,7 @@ def measure(config: str, name: str, root: str, layout: str, args: argparse.Names
 
     run = tmp / f"run_{Path(config).stem}_{layout}"
     cfg = load_config(config, [
-        f"data.name={name}", f"data.root={root}", "data.image_size=512", f"data.num_workers={args.workers}",
+        f"data.name={name}", f"data.root={root}", f"data.image_size={args.size}", f"data.num_workers={args.workers}",
         "train.batch_size=8", f"train.max_steps={args.steps}", f"train.log_every={args.window}",
         "train.eval_every=0", f"train.save_every={args.steps}", f"train.threads={args.threads}",
         f"train.out_dir={run}", f"train.channels_last={LAYOUTS[layout]}",
@@ -51,7 +52,7 @@ def measure(config: str, name: str, root: str, layout: str, args: argparse.Names
     steady = windows[1:] or windows
     share = statistics.mean(r["data_wait_share"] for r in steady)
     step_s = statistics.mean(r["sec_per_step"] for r in steady)
-    print(f"  {config} ({layout}): {name} data, 512x512, batch 8, {args.workers} loader workers, {args.steps} steps")
+    print(f"  {config} ({layout}): {name} data, {args.size}x{args.size}, batch 8, {args.workers} loader workers, {args.steps} steps")
     print(f"  steady state {step_s:.2f} s/step -> {8 / step_s:.2f} img/s (wall {wall:.1f} s incl. start-up)")
     print(f"  data-wait share: first window {windows[0]['data_wait_share']:.1%}, steady state {share:.1%} "
           f"(mean of {len(steady)} windows of {args.window} steps)", flush=True)
@@ -64,6 +65,7 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=5, help="steps per logging window")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--size", type=int, default=512, help="training crop side")
     parser.add_argument("--model", default="db", help=f"comma-separated detector families of {sorted(CONFIGS)} (default db)")
     parser.add_argument("--config", help="config file (default: configs/icdar2015/mv3_<model>.yaml for each model)")
     parser.add_argument("--data", help="NAME:ROOT (default: shared ICDAR2015, else synthetic)")
