@@ -40,7 +40,8 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, also when loaded by path
 from common import REPO, SDET_VARIANTS  # noqa: E402  (common puts the repository on sys.path)
 
-from sdet.experiments.compare import Variant  # noqa: E402
+from sdet.experiments.compare import (  # noqa: E402  (light: no torch at import)
+    Variant, format_comparison, parse_seeds, parse_variant, run_comparison, train_records)
 
 CARRY = REPO / ".carry"
 QUALITIES = (95, 90, 85, 80, 75, 70, 60, 50, 40)
@@ -223,8 +224,7 @@ def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Pa
         start = time.monotonic()
         Trainer(cfg, progress=False).run()
         wall = time.monotonic() - start
-        events = [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-        step_seconds[variant.name] = [e for e in events if e.get("event") == "train"][-1]["sec_per_step"]
+        step_seconds[variant.name] = train_records(out_dir / "log.jsonl")[-1]["sec_per_step"]
         overheads.append(max(wall - steps * step_seconds[variant.name], 0.0))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -235,8 +235,6 @@ def calibrate(config: str, common: Sequence[str], init: Optional[Path], work: Pa
 
 def run(args: argparse.Namespace) -> None:
     import torch
-
-    from sdet.experiments.compare import parse_seeds, parse_variant, run_comparison
 
     started = time.monotonic()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -304,8 +302,6 @@ def publish(out: Path, info: dict, runs: Sequence[dict]) -> None:
 
 def result_table(result: Path, info: dict) -> str:
     """table.md of every run that finished, a seed cut off mid-way included (its runs pair by seed)."""
-    from sdet.experiments.compare import format_comparison
-
     runs: Dict[str, list] = {name: [] for name in info["variants"]}
     for run_result in json.loads((result / "runs.json").read_text()):
         runs[run_result["variant"]].append(run_result)
@@ -313,7 +309,7 @@ def result_table(result: Path, info: dict) -> str:
     if not runs:
         raise SystemExit(f"error: {result / 'runs.json'}: no run finished")
     seeds = sorted({r["seed"] for results in runs.values() for r in results})
-    return format_comparison(runs, seeds, info["variants"][0] if info["variants"][0] in runs else next(iter(runs)))
+    return format_comparison(runs, seeds, next(iter(runs)))  # the first variant with a run: the baseline, as a rule
 
 
 # --------------------------------------------------------------------------- append (here)
@@ -321,6 +317,9 @@ def result_table(result: Path, info: dict) -> str:
 
 def append(args: argparse.Namespace) -> None:
     result = Path(args.result)
+    for name in ("gpu_run.json", "runs.json"):
+        if not (result / name).is_file():
+            raise SystemExit(f"error: {result / name}: not found (--result is the folder the device run's $OUT came back to)")
     info = json.loads((result / "gpu_run.json").read_text())
     table = result_table(result, info)
     data, cal = info.get("data", {}), info["calibration"]

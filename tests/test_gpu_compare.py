@@ -137,3 +137,6 @@ def test_run_refuses_missing_carry(gpu, tmp_path):
     with pytest.raises(SystemExit, match="imports the PP-OCRv3"):
         gpu.main(["run", "--dataset", "icdar2015", "--device", "cpu", "--carry", str(tmp_path),
                   "--init", str(tmp_path / "none.pt"), "--out", str(tmp_path)])
+    # append on a folder that is not a fetched $OUT names the missing file
+    with pytest.raises(SystemExit, match="gpu_run.json: not found"):
+        gpu.main(["append", "--result", str(tmp_path / "nothing")])

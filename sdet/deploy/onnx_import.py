@@ -8,10 +8,10 @@ Conv2d / BatchNorm2d / ConvTranspose2d modules in the order its forward calls th
 + RSEFPN + DB head: both follow PaddleOCR's code order); every pair must agree in kind, every tensor's
 shape, stride, dilation, groups, padding and BN epsilon, and in data flow (which layers' outputs reach
 its input), every weight tensor (Identity aliases resolved) is used exactly once, and the node that
-does not fit is named. The neck width comes from
-the tensors (the head's input); the backbone is one of the fixed VARIANTS below (MobileNetV3
-large/small, scale, SE), tried in order, the first whose module sequence matches the graph. A graph
-none fits is refused with the reason of the variant that matched the most nodes.
+does not fit is named. The neck width comes from the tensors (the head's input); the backbone is one
+of the fixed VARIANTS below (MobileNetV3 large/small, scale, SE), tried in order, the first whose
+module sequence matches the graph. A graph none fits is refused with the reason of the variant that
+matched the most nodes.
 
 The export's output is the probability map only: DB's threshold branch is absent and stays at its
 random initialisation (it is only used in training, where a fine-tune learns it; the report says so).
@@ -202,25 +202,20 @@ def _kind(module: nn.Module) -> Optional[str]:
     return next((op for cls, op in MODULE_KIND.items() if isinstance(module, cls)), None)
 
 
-def _modules_in_call_order(detector: nn.Module) -> Tuple[List[Tuple[str, nn.Module]], List[frozenset]]:
+def _module_call_graph(detector: nn.Module) -> Tuple[List[Tuple[str, nn.Module]], List[frozenset]]:
     """The weight modules in the order the forward calls them, and the data flow between them as
     graph_feeds gives it for a graph: which modules' outputs reach each one's input (read off the
-    autograd graph of one forward pass)."""
-    calls: List[tuple] = []
-
-    def record(module, inputs, output, name):
-        calls.append((name, module, inputs[0].grad_fn, output.grad_fn))
-
-    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: record(mod, i, o, name))
+    autograd graph of one forward pass, which the recorded grad_fns keep alive)."""
+    calls: List[tuple] = []  # (name, module, its input's grad_fn, its output's grad_fn)
+    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: calls.append((name, mod, i[0].grad_fn, o.grad_fn)))
              for name, m in detector.named_modules() if _kind(m)]
     with torch.enable_grad():
-        output = detector.eval()(torch.zeros(1, 3, 64, 64))  # kept alive: its graph is walked below
+        detector.eval()(torch.zeros(1, 3, 64, 64))
     for h in hooks:
         h.remove()
     index_of = {out_fn: i for i, (_n, _m, _in, out_fn) in enumerate(calls)}
     feeds = [_nearest_upstream(in_fn, index_of, lambda fn: [f for f, _ in fn.next_functions])
              for _n, _m, in_fn, _o in calls]
-    del output
     return [(name, module) for name, module, _i, _o in calls], feeds
 
 
@@ -299,7 +294,7 @@ def _first_mismatch(nodes: List[WeightNode], feeds: List[frozenset], order: List
     paired with the modules its module reads."""
     for matched, (node, (name, module)) in enumerate(zip(nodes, order)):
         reason = _mismatch(node, module, name, consts)
-        if reason is None and matched < len(module_feeds):
+        if reason is None:
             reason = _flow_mismatch(matched, nodes, name, feeds[matched], module_feeds[matched])
         if reason:
             return matched, reason
@@ -399,7 +394,7 @@ def import_onnx(model_path, out_path, echo=print) -> OnnxImportReport:
     for model_name, scale, use_se in VARIANTS:
         cfg = _config(model_name, scale, use_se, inner)
         detector = build_detector(cfg.model)
-        order, module_feeds = _modules_in_call_order(detector)
+        order, module_feeds = _module_call_graph(detector)
         matched, reason = _first_mismatch(nodes, feeds, order, module_feeds, consts)
         if reason is None:
             break

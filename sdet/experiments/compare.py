@@ -100,7 +100,8 @@ def seed_of(result: dict) -> int:
 NOT_TERMS = ("event", "step", "lr", "data_wait_share", "sec_per_step")
 
 
-def _train_records(log_path: Path) -> List[dict]:
+def train_records(log_path: Path) -> List[dict]:
+    """The log.jsonl records of training windows (not evaluations), oldest first; none without a log."""
     if not log_path.exists():
         return []
     records = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -110,7 +111,7 @@ def _train_records(log_path: Path) -> List[dict]:
 def logged_train_seconds(log_path: Path) -> Optional[float]:
     """The training steps' time summed over the log's windows (sec_per_step x the steps since the record
     before): a resumed run counts every segment kept in its log, not only the last process's wall time."""
-    records = [r for r in _train_records(log_path) if "sec_per_step" in r]
+    records = [r for r in train_records(log_path) if "sec_per_step" in r]
     if not records:
         return None
     steps = [0] + [r["step"] for r in records]
@@ -120,7 +121,7 @@ def logged_train_seconds(log_path: Path) -> Optional[float]:
 def training_end(log_path: Path, fraction: float = 0.1) -> Dict[str, float]:
     """Mean of each logged loss term and diagnostic (e.g. SDET's aux_text_iou) over the last `fraction`
     of the training steps: what the run's losses had converged to, beside its score."""
-    records = _train_records(log_path)
+    records = train_records(log_path)
     if not records:
         return {}
     last_step = records[-1]["step"]
