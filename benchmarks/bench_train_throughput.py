@@ -16,7 +16,6 @@ EAST loss on the stride-4 maps); `--model db,east` measures both, one after the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ def measure(config: str, name: str, root: str, layout: str, args: argparse.Names
     """Train `args.steps` steps of `config`, print throughput and data-wait share; return s/step."""
     from sdet.config import load_config
     from sdet.engine.trainer import Trainer
+    from sdet.experiments.compare import train_records
 
     run = tmp / f"run_{Path(config).stem}_{layout}"
     cfg = load_config(config, [
@@ -47,8 +47,7 @@ def measure(config: str, name: str, root: str, layout: str, args: argparse.Names
     t0 = time.time()
     Trainer(cfg, progress=False).run()
     wall = time.time() - t0
-    records = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
-    windows = [r for r in records if r.get("event") == "train"]
+    windows = train_records(run / "log.jsonl")
     steady = windows[1:] or windows
     share = statistics.mean(r["data_wait_share"] for r in steady)
     step_s = statistics.mean(r["sec_per_step"] for r in steady)
